@@ -1,0 +1,1 @@
+"""evstore: an HTTP event store for event-sourced systems."""

@@ -1,0 +1,1 @@
+"""HTTP: routers, wire models, preconditions, request bodies and problem details."""

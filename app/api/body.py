@@ -1,0 +1,234 @@
+"""Request bodies: media type, size limits, strict JSON, and the append request.
+
+The JSON parser is the standard library's, tightened: repeated member names are a
+400 (they cannot be stored faithfully), NaN / Infinity and numbers beyond a double's
+range are 422, as are strings that PostgreSQL's jsonb cannot hold (U+0000, lone
+surrogates). Integers of any size survive. Problems found inside `data` and
+`metadata` are reported with JSON pointers, all of them, not only the first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+
+from app.api.encoding import dumps_text
+from app.api.problems import MalformedJsonError, UnsupportedMediaTypeError, ValidationProblemError
+from app.domain.errors import LimitExceededError
+from app.domain.types import NewEvent
+from app.settings import Settings
+
+TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]*")
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+EVENT_MEMBERS = {"id", "type", "data", "metadata"}
+
+
+class _Invalid:
+    """Stands in the parsed tree for a number JSON cannot carry faithfully."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def require_json(request: Request) -> None:
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        raise UnsupportedMediaTypeError("send the body with Content-Type: application/json")
+    media, _, params = content_type.partition(";")
+    charset_ok = all(
+        p.strip().lower() in ("", "charset=utf-8", 'charset="utf-8"') for p in params.split(";")
+    )
+    if media.strip().lower() != "application/json" or not charset_ok:
+        raise UnsupportedMediaTypeError(
+            f"Content-Type {content_type!r} is not supported; use application/json (UTF-8)"
+        )
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The whole body, refusing it as soon as it passes `max_bytes`."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise body_too_large(max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def body_too_large(max_bytes: int) -> LimitExceededError:
+    return LimitExceededError(
+        "max_body_bytes", max_bytes, f"the request body is larger than {max_bytes} bytes"
+    )
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON. Raises MalformedJsonError (400) or ValidationProblemError (422)."""
+    if not raw.strip():
+        raise MalformedJsonError("the request body is empty; send a JSON object")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MalformedJsonError(f"the body is not UTF-8 (byte {e.start})") from e
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_object,
+            parse_constant=lambda name: _Invalid(f"{name} is not a JSON number"),
+            parse_float=_float,
+        )
+    except json.JSONDecodeError as e:
+        raise MalformedJsonError(f"the body is not valid JSON: {e.msg} at offset {e.pos}") from e
+    except RecursionError as e:
+        raise ValidationProblemError(
+            [{"pointer": "", "detail": "the body is nested too deeply"}]
+        ) from e
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise MalformedJsonError(
+                    f"member name {key!r} is repeated in one object; it cannot be stored faithfully"
+                )
+            seen.add(key)
+    return result
+
+
+def _float(text: str) -> float | _Invalid:
+    value = float(text)
+    return value if math.isfinite(value) else _Invalid(f"{text} is out of range for a number")
+
+
+def pointer(*parts: str | int) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def json_problems(value: Any, at: str, max_depth: int, depth: int = 0) -> list[dict[str, str]]:
+    """Everything in a parsed value that cannot be stored: bad numbers, U+0000, lone
+    surrogates, nesting deeper than `max_depth`."""
+    if isinstance(value, _Invalid):
+        return [{"pointer": at, "detail": value.why}]
+    if isinstance(value, str):
+        return _string_problems(value, at)
+    if not isinstance(value, dict | list):
+        return []
+    if depth + 1 > max_depth:
+        return [{"pointer": at, "detail": f"nested deeper than {max_depth} levels"}]
+    found: list[dict[str, str]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _string_problems(key, at + pointer(key), "member name ")
+            found += json_problems(item, at + pointer(key), max_depth, depth + 1)
+    else:
+        for i, item in enumerate(value):
+            found += json_problems(item, at + pointer(i), max_depth, depth + 1)
+    return found
+
+
+def _string_problems(text: str, at: str, what: str = "") -> list[dict[str, str]]:
+    if "\x00" in text:
+        return [{"pointer": at, "detail": f"{what}contains U+0000, which cannot be stored"}]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return [{"pointer": at, "detail": f"{what}contains a lone surrogate (not Unicode text)"}]
+    return []
+
+
+def parse_append(raw: bytes, settings: Settings) -> list[NewEvent]:
+    """The events of an append request body, validated and with JSON encoded once."""
+    body = parse_json(raw)
+    if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+        raise ValidationProblemError(
+            [{"pointer": "/events", "detail": "the body must be an object with an events array"}]
+        )
+    items: list[Any] = body["events"]
+    if len(items) > settings.max_events_per_append:
+        raise LimitExceededError(
+            "max_events_per_append",
+            settings.max_events_per_append,
+            f"{len(items)} events in one append; at most {settings.max_events_per_append}",
+        )
+    problems = [{"pointer": pointer(k), "detail": "unknown member"} for k in body if k != "events"]
+    if not items:
+        problems.append({"pointer": "/events", "detail": "send at least one event"})
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        problems += _event_problems(item, i, seen, settings)
+    if problems:
+        raise ValidationProblemError(problems)
+    return [_new_event(item, i, settings) for i, item in enumerate(items)]
+
+
+def _event_problems(
+    item: Any, i: int, seen: dict[str, int], settings: Settings
+) -> list[dict[str, str]]:
+    if not isinstance(item, dict):
+        return [{"pointer": pointer("events", i), "detail": "an event must be an object"}]
+    found = [
+        {"pointer": pointer("events", i, k), "detail": "unknown member"}
+        for k in item
+        if k not in EVENT_MEMBERS
+    ]
+    event_id = item.get("id")
+    if "id" in item:
+        if not isinstance(event_id, str) or not UUID_RE.fullmatch(event_id):
+            found.append({"pointer": pointer("events", i, "id"), "detail": "must be a UUID string"})
+        elif (key := event_id.lower()) in seen:
+            detail = f"repeats the id of /events/{seen[key]}; ids must be unique"
+            found.append({"pointer": pointer("events", i, "id"), "detail": detail})
+        else:
+            seen[key] = i
+    event_type = item.get("type")
+    if not isinstance(event_type, str) or not TYPE_RE.fullmatch(event_type):
+        found.append(
+            {
+                "pointer": pointer("events", i, "type"),
+                "detail": "required: 1 to 200 characters, letters, digits and _ . : -, "
+                "starting with a letter",
+            }
+        )
+    elif len(event_type) > settings.max_name_length:
+        detail = f"longer than {settings.max_name_length} characters"
+        found.append({"pointer": pointer("events", i, "type"), "detail": detail})
+    if "data" not in item:
+        found.append({"pointer": pointer("events", i, "data"), "detail": "required"})
+    else:
+        found += json_problems(item["data"], pointer("events", i, "data"), settings.max_json_depth)
+    if "metadata" in item:
+        if not isinstance(item["metadata"], dict):
+            detail = "must be an object"
+            found.append({"pointer": pointer("events", i, "metadata"), "detail": detail})
+        else:
+            at = pointer("events", i, "metadata")
+            found += json_problems(item["metadata"], at, settings.max_json_depth)
+    return found
+
+
+def _new_event(item: dict[str, Any], i: int, settings: Settings) -> NewEvent:
+    data = dumps_text(item["data"])
+    metadata = dumps_text(item.get("metadata", {}))
+    size = len(data.encode()) + len(metadata.encode())
+    if size > settings.max_event_bytes:
+        raise LimitExceededError(
+            "max_event_bytes",
+            settings.max_event_bytes,
+            f"/events/{i}: data and metadata take {size} bytes; at most {settings.max_event_bytes}",
+        )
+    given = item.get("id")
+    return NewEvent(
+        id=given.lower() if given else str(uuid.uuid4()),
+        type=item["type"],
+        data=data,
+        metadata=metadata,
+        client_id=given is not None,
+    )

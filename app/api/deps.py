@@ -1,0 +1,68 @@
+"""Request dependencies: the store and settings built by the app's lifespan."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.api.metrics import Metrics
+from app.api.problems import ValidationProblemError
+from app.domain.types import LogFilter
+from app.settings import Settings
+from app.store.event_store import EventStore
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@~=-]*")
+_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]*")
+
+
+def get_store(request: Request) -> EventStore:
+    store: EventStore = request.app.state.store
+    return store
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+StoreDep = Annotated[EventStore, Depends(get_store)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+def log_filter(
+    streams: Sequence[str] | None,
+    categories: Sequence[str] | None,
+    types: Sequence[str] | None,
+    max_length: int,
+) -> LogFilter:
+    """Check filter values (every problem reported) and build the filter."""
+    problems: list[dict[str, str]] = []
+    for parameter, values, pattern in (
+        ("stream", streams, _NAME),
+        ("category", categories, _NAME),
+        ("type", types, _TYPE),
+    ):
+        for value in values or ():
+            if not pattern.fullmatch(value) or len(value) > max_length:
+                problems.append(
+                    {"parameter": parameter, "detail": f"{value!r} is not a valid {parameter}"}
+                )
+    if problems:
+        raise ValidationProblemError(problems)
+    return LogFilter(tuple(streams or ()), tuple(categories or ()), tuple(types or ()))
+
+
+def check_page_size(limit: int, settings: Settings) -> None:
+    if limit > settings.max_page_size:
+        raise ValidationProblemError(
+            [{"parameter": "limit", "detail": f"at most {settings.max_page_size}"}]
+        )

@@ -1,0 +1,110 @@
+"""The global log: every event in position order, with filters and long polling."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Path, Query
+from starlette.responses import Response
+
+from app.api.deps import SettingsDep, StoreDep, check_page_size, log_filter
+from app.api.models import LogPageOut, RecordedEventOut
+from app.api.params import (
+    MAX_INT64,
+    CategoryFilter,
+    Limit,
+    Position,
+    StreamFilter,
+    TypeFilter,
+)
+from app.api.render import IMMUTABLE, NO_CACHE, event_json, events_json, json_response
+from app.api.responses import problems
+from app.domain.types import LogFilter, LogPage
+from app.store.event_store import EventStore
+
+router = APIRouter(tags=["log"])
+
+# Until the live broadcaster exists, a long poll re-reads at this interval.
+WAIT_POLL_SECONDS = 0.1
+
+
+async def read_page(
+    store: EventStore, after: int, limit: int, where: LogFilter, wait: float
+) -> LogPage:
+    """A page of the log; with `wait`, hold until something matches or time is up."""
+    page = await store.read_log(after, limit, where)
+    deadline = time.monotonic() + wait
+    while not page.events and (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(WAIT_POLL_SECONDS, left))
+        page = await store.read_log(page.next_after, limit, where)
+    return page
+
+
+def log_query(after: int, limit: int, where: LogFilter) -> str:
+    query: dict[str, object] = {"after": after, "limit": limit}
+    for name, values in (
+        ("stream", where.streams),
+        ("category", where.categories),
+        ("type", where.types),
+    ):
+        if values:
+            query[name] = list(values)
+    return urlencode(query, doseq=True)
+
+
+@router.get(
+    "/events",
+    operation_id="readLog",
+    response_model=LogPageOut,
+    responses=problems(),
+)
+async def read_log(
+    store: StoreDep,
+    settings: SettingsDep,
+    after: Position = 0,
+    limit: Limit = 100,
+    stream: StreamFilter = None,
+    category: CategoryFilter = None,
+    type: TypeFilter = None,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=60,
+            description="long poll: seconds to hold an empty answer open waiting for a match",
+        ),
+    ] = 0,
+) -> Response:
+    """Read the global log after a position, optionally filtered."""
+    check_page_size(limit, settings)
+    where = log_filter(stream, category, type, settings.max_name_length)
+    page = await read_page(store, after, limit, where, wait)
+    next_url = "/events?" + log_query(page.next_after, limit, where)
+    full_and_settled = len(page.events) == limit and page.events[-1].position < page.head
+    headers = {
+        "Link": f'<{next_url}>; rel="next"',
+        "Cache-Control": IMMUTABLE if full_and_settled else NO_CACHE,
+    }
+    body = (
+        f'{{"events":{events_json(page.events)},"head":{page.head},'
+        f'"next_after":{page.next_after},"next":"{next_url}"}}'
+    )
+    return json_response(body, headers=headers)
+
+
+@router.get(
+    "/events/{position}",
+    operation_id="readLogEvent",
+    response_model=RecordedEventOut,
+    responses=problems(404),
+)
+async def read_log_event(
+    position: Annotated[int, Path(ge=1, le=MAX_INT64, description="global position")],
+    store: StoreDep,
+) -> Response:
+    """Read one event by its global position."""
+    found = await store.read_event_at(position)
+    return json_response(event_json(found), headers={"Cache-Control": IMMUTABLE})

@@ -1,0 +1,101 @@
+"""Wire models. Responses are rendered by hand (stored JSON is never re-parsed); these
+models document them in the OpenAPI document and type the few parsed bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class EventIn(BaseModel):
+    id: str | None = Field(
+        None, description="UUID; send one so that retries are safe. Assigned when absent."
+    )
+    type: str = Field(..., max_length=200, pattern=r"^[A-Za-z][A-Za-z0-9_.:-]*$")
+    data: Any = Field(..., description="any JSON value, stored as sent")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="a JSON object")
+
+
+class AppendRequest(BaseModel):
+    events: list[EventIn] = Field(..., min_length=1, max_length=1000)
+
+
+class AppendedEventOut(BaseModel):
+    id: str
+    version: int
+    position: int
+
+
+class AppendReceipt(BaseModel):
+    stream_id: str
+    version: int = Field(..., description="the stream's version after the append")
+    events: list[AppendedEventOut]
+
+
+class RecordedEventOut(BaseModel):
+    id: str
+    stream_id: str
+    type: str
+    version: int
+    position: int
+    data: Any
+    metadata: dict[str, Any]
+    recorded_at: str = Field(..., description="RFC 3339, UTC, with a Z suffix")
+
+
+class StreamPageOut(BaseModel):
+    stream_id: str
+    version: int = Field(..., description="the stream's current version")
+    events: list[RecordedEventOut]
+    next: str | None = Field(..., description="relative URL of the next page, or null")
+
+
+class LogPageOut(BaseModel):
+    events: list[RecordedEventOut]
+    head: int = Field(..., description="the highest committed position")
+    next_after: int = Field(..., description="pass as `after` to read on")
+    next: str = Field(..., description="relative URL of the next page")
+
+
+class StreamInfoOut(BaseModel):
+    stream_id: str
+    category: str
+    version: int
+    created_at: str
+    updated_at: str
+
+
+class StreamListOut(BaseModel):
+    streams: list[StreamInfoOut]
+    next: str | None
+
+
+class HealthOut(BaseModel):
+    status: str = Field(..., description="ok or unavailable")
+    database: str
+    head: int | None
+
+
+class ErrorItem(BaseModel):
+    pointer: str | None = Field(None, description="JSON pointer into the body")
+    parameter: str | None = Field(None, description="query, path or header parameter")
+    detail: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; extension members depend on `type`."""
+
+    model_config = {"extra": "allow"}
+
+    type: str = Field(..., examples=["/problems/wrong-expected-version"])
+    title: str
+    status: int
+    detail: str
+    errors: list[ErrorItem] | None = Field(None, description="validation-error only")
+    stream_id: str | None = None
+    expected: str | None = Field(None, description="wrong-expected-version: header as sent")
+    current_version: int | None = None
+    event_ids: list[str] | None = Field(None, description="duplicate-event-id only")
+    limit: str | None = Field(None, description="payload-too-large: the limit's setting")
+    max: int | None = None

@@ -1,0 +1,54 @@
+"""Operations: health and Prometheus metrics."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from app.api.deps import MetricsDep, SettingsDep, StoreDep
+from app.api.encoding import dumps
+from app.api.models import HealthOut
+from app.domain.errors import StoreUnavailableError
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get(
+    "/health",
+    operation_id="health",
+    response_model=HealthOut,
+    responses={503: {"description": "The database cannot be reached", "model": HealthOut}},
+)
+async def health(store: StoreDep, settings: SettingsDep) -> Response:
+    """Whether the service can reach its database, and the head position."""
+    try:
+        head = await store.ping()
+    except StoreUnavailableError:
+        body: dict[str, Any] = {"status": "unavailable", "database": "unreachable", "head": None}
+        headers = {"Retry-After": str(settings.retry_after_seconds)}
+        return Response(dumps(body), 503, headers, media_type="application/json")
+    body = {"status": "ok", "database": "ok", "head": head}
+    return Response(dumps(body), 200, media_type="application/json")
+
+
+@router.get(
+    "/metrics",
+    operation_id="metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def metrics(store: StoreDep, metrics: MetricsDep) -> Response:
+    """Prometheus metrics of this process."""
+    # When the database is down the gauge keeps its last value; requests show the outage.
+    with contextlib.suppress(StoreUnavailableError):
+        metrics.head.set(await store.head())
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,57 @@
+"""Declared parameters shared by the routers (they become the OpenAPI parameters)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+
+from fastapi import Header, Path, Query
+
+MAX_INT64 = 2**63 - 1
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@~=-]*$"
+
+StreamId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=200,
+        pattern=NAME_PATTERN,
+        description="1 to 200 characters from A-Z a-z 0-9 - _ . : @ ~ =, starting with a "
+        "letter or digit",
+        examples=["Order-42"],
+    ),
+]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description='Append: "N" the stream must be at version N (a list matches any '
+        'member); "0" or * with If-None-Match: the stream must be new; * it must exist.',
+    ),
+]
+IfNoneMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-None-Match",
+        description='Append: * means the stream must have no events. Read: "N" gives 304 '
+        "when the stream is still at version N.",
+    ),
+]
+Limit = Annotated[int, Query(ge=1, le=1000, description="page size, 1 to 1000")]
+Position = Annotated[int, Query(ge=0, le=MAX_INT64, description="a global position")]
+StreamFilter = Annotated[
+    list[str] | None,
+    Query(max_length=100, description="exact stream id; repeat for several (OR)"),
+]
+CategoryFilter = Annotated[
+    list[str] | None,
+    Query(max_length=100, description="category (stream id before the first -); repeatable"),
+]
+TypeFilter = Annotated[
+    list[str] | None, Query(max_length=100, description="event type; repeatable (OR)")
+]
+
+
+class Direction(enum.StrEnum):
+    forward = "forward"
+    backward = "backward"

@@ -1,0 +1,1 @@
+"""Plain types and errors; nothing here imports FastAPI, SQLAlchemy or pydantic."""

@@ -1,0 +1,127 @@
+"""Plain value types shared by the store, the live layer and the API."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event as a client sent it; `data` and `metadata` are already JSON text."""
+
+    id: str
+    type: str
+    data: str
+    metadata: str
+    client_id: bool = True  # False when the server assigned the id
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as stored; `data` and `metadata` are JSON text, never parsed again."""
+
+    id: str
+    stream_id: str
+    type: str
+    version: int
+    position: int
+    data: str
+    metadata: str
+    recorded_at: datetime
+
+
+class ExpectedKind(enum.Enum):
+    ANY = "any"
+    NO_STREAM = "no_stream"
+    EXISTS = "exists"
+    EXACT = "exact"
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedVersion:
+    """What the client expects of the stream's version, from its HTTP precondition.
+
+    `raw` is the header value exactly as sent, echoed back in a 412. For EXACT,
+    `versions` holds every strong tag that names a version; it may be empty (only weak
+    or non-numeric tags), in which case nothing matches.
+    """
+
+    kind: ExpectedKind = ExpectedKind.ANY
+    versions: frozenset[int] = field(default_factory=frozenset)
+    raw: str = ""
+
+    def matches(self, current_version: int) -> bool:
+        if self.kind is ExpectedKind.ANY:
+            return True
+        if self.kind is ExpectedKind.NO_STREAM:
+            return current_version == 0
+        if self.kind is ExpectedKind.EXISTS:
+            return current_version > 0
+        return current_version in self.versions
+
+
+ANY_VERSION = ExpectedVersion()
+
+
+@dataclass(frozen=True, slots=True)
+class AppendedEvent:
+    id: str
+    version: int
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """The receipt of an append; `replayed` is true for an idempotent retry."""
+
+    stream_id: str
+    version: int
+    events: tuple[AppendedEvent, ...]
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    stream_id: str
+    category: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPage:
+    """One page of a stream read; `version` is the stream's version at read time."""
+
+    stream_id: str
+    version: int
+    events: list[RecordedEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    """Filters of the global log: OR within one list, AND across lists."""
+
+    streams: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.streams or self.categories or self.types)
+
+
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    """A page of the global log. `next_after` is where the next read starts."""
+
+    events: list[RecordedEvent]
+    head: int
+    next_after: int
+
+
+def category_of(stream_id: str) -> str:
+    """The part before the first '-', or the whole id when there is none."""
+    return stream_id.split("-", 1)[0]

@@ -1,0 +1,83 @@
+"""The application factory. Nothing is built at import time: the lifespan builds the
+engine and store from the settings and disposes of them at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match
+
+from app.api import log, ops, problems, streams
+from app.api import openapi as openapi_document
+from app.api.limits import BodyLimit
+from app.api.metrics import Metrics, MetricsMiddleware
+from app.settings import Settings
+from app.store.engine import check_schema, create_engine, upgrade
+from app.store.event_store import EventStore
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service. `uvicorn --factory app.main:create_app` reads EVSTORE_*."""
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            await asyncio.to_thread(upgrade, settings.database_url)
+        else:
+            await asyncio.to_thread(check_schema, settings.database_url)
+        engine = create_engine(settings)
+        app.state.store = EventStore(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="evstore",
+        version="1",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.include_router(streams.router)
+    app.include_router(log.router)
+    app.include_router(ops.router)
+    problems.install(app, settings.retry_after_seconds)
+    app.add_exception_handler(405, _method_not_allowed)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    def openapi() -> dict[str, Any]:
+        return openapi_document.build(app)
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+async def _method_not_allowed(request: Request, _: Exception) -> Response:
+    # Starlette names only the first route that matched the path; probe every method.
+    allowed = sorted(
+        method
+        for method in ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.routes
+        )
+    )
+    return problems.problem(
+        405,
+        "method-not-allowed",
+        "Method not allowed",
+        f"{request.method} is not allowed here; allowed: {', '.join(allowed)}",
+        {"Allow": ", ".join(allowed)},
+    )

@@ -1,0 +1,39 @@
+"""Service settings, read from EVSTORE_* environment variables. No module-level instance."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EVSTORE_", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///./evstore.db",
+        description="sqlite:///path or postgresql://user@host:port/db",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = Field(1, ge=1)
+    log_level: str = "info"
+    migrate_on_start: bool = Field(
+        True, description="run `alembic upgrade head` before serving; else refuse an old schema"
+    )
+
+    max_body_bytes: int = Field(4 * MiB, ge=1024)
+    max_event_bytes: int = Field(1 * MiB, ge=64, description="one event's data + metadata")
+    max_events_per_append: int = Field(1000, ge=1)
+    max_json_depth: int = Field(64, ge=2)
+    max_name_length: int = Field(200, ge=1, le=200)
+    default_page_size: int = Field(100, ge=1)
+    max_page_size: int = Field(1000, ge=1)
+
+    pool_size: int = Field(10, ge=1)
+    pool_max_overflow: int = Field(10, ge=0)
+    pool_timeout_seconds: float = Field(5.0, gt=0)
+    connect_timeout_seconds: float = Field(5.0, gt=0)
+    statement_timeout_seconds: float = Field(30.0, gt=0)
+    retry_after_seconds: int = Field(1, ge=1, description="Retry-After sent with a 503")

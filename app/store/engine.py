@@ -1,0 +1,158 @@
+"""Engines for both backends, schema migration, and driver-error translation.
+
+SQLite: WAL, synchronous=FULL (an acknowledged append survives power loss), a busy
+timeout for other processes, and our own BEGIN so that writers take the write lock up
+front (BEGIN IMMEDIATE) instead of failing to upgrade a read lock halfway through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from alembic import command
+from app.domain.errors import SchemaOutOfDateError, StoreUnavailableError
+from app.settings import Settings
+
+BEGIN_MODE = "evstore_begin"  # execution option: "IMMEDIATE" for SQLite writers
+
+
+def _driver(url: str, sqlite_driver: str) -> sa.URL:
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        return parsed.set(drivername=sqlite_driver)
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+
+
+def sync_url(url: str) -> sa.URL:
+    """The URL with a synchronous driver (psycopg, pysqlite), for migrations and tools."""
+    return _driver(url, "sqlite+pysqlite")
+
+
+def async_url(url: str) -> sa.URL:
+    """The URL with the async driver the service uses (psycopg async, aiosqlite)."""
+    return _driver(url, "sqlite+aiosqlite")
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    url = async_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, settings)
+    timeout_ms = int(settings.statement_timeout_seconds * 1000)
+    return create_async_engine(
+        url,
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_max_overflow,
+        pool_timeout=settings.pool_timeout_seconds,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={
+            "connect_timeout": max(1, round(settings.connect_timeout_seconds)),
+            "options": f"-c statement_timeout={timeout_ms} -c timezone=UTC",
+            "application_name": "evstore",
+        },
+    )
+
+
+def _sqlite_engine(url: sa.URL, settings: Settings) -> AsyncEngine:
+    engine = create_async_engine(
+        url,
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_max_overflow,
+        pool_timeout=settings.pool_timeout_seconds,
+        connect_args={"timeout": settings.statement_timeout_seconds},
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={int(settings.statement_timeout_seconds * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        mode = conn.get_execution_options().get(BEGIN_MODE, "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """True for failures that mean 'the database cannot be reached right now'."""
+    if isinstance(error, exc.TimeoutError | ConnectionError | TimeoutError | OSError):
+        return True
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        if isinstance(error, exc.OperationalError | exc.InterfaceError):
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def translated_errors() -> Iterator[None]:
+    """Turn connection failures into StoreUnavailableError; others pass through."""
+    try:
+        yield
+    except exc.SQLAlchemyError as e:
+        if is_unavailable(e):
+            raise StoreUnavailableError(str(e.__class__.__name__)) from e
+        raise
+    except (ConnectionError, TimeoutError, OSError) as e:
+        raise StoreUnavailableError(str(e.__class__.__name__)) from e
+
+
+# --- migrations --------------------------------------------------------------------
+
+
+def alembic_config(database_url: str) -> Config:
+    """Config for the repository's alembic/ folder (next to app/, or in the cwd)."""
+    here = Path(__file__).resolve().parents[2]
+    for root in (here, Path.cwd()):
+        if (root / "alembic" / "env.py").is_file():
+            break
+    else:
+        raise FileNotFoundError("alembic/ migrations folder not found next to app/ or in cwd")
+    config = Config()
+    config.set_main_option("script_location", str(root / "alembic"))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    config.attributes["configure_logger"] = False
+    return config
+
+
+def upgrade(database_url: str) -> None:
+    """Bring the schema to the newest revision (safe to run from several processes)."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database:
+        Path(url.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(database_url), "head")
+
+
+def check_schema(database_url: str) -> None:
+    """Raise SchemaOutOfDateError unless the database is at the newest revision."""
+    config = alembic_config(database_url)
+    required = ScriptDirectory.from_config(config).get_current_head() or ""
+    engine = sa.create_engine(sync_url(database_url), poolclass=sa.pool.NullPool)
+    try:
+        with translated_errors(), engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+    if current != required:
+        raise SchemaOutOfDateError(current, required)

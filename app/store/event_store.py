@@ -1,0 +1,199 @@
+"""The event store: appends under optimistic concurrency, and every read.
+
+One implementation for both backends; the few statements that differ live in
+`app.store.append` and `app.store.queries`. Driver errors are translated here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.domain.errors import (
+    DuplicateEventIdError,
+    EventNotFoundError,
+    StoreUnavailableError,
+    StreamNotFoundError,
+    WrongExpectedVersionError,
+)
+from app.domain.types import (
+    AppendedEvent,
+    AppendResult,
+    ExpectedVersion,
+    LogFilter,
+    LogPage,
+    NewEvent,
+    RecordedEvent,
+    StreamInfo,
+    StreamPage,
+    category_of,
+)
+from app.store import append as tx
+from app.store import queries
+from app.store.engine import BEGIN_MODE, is_unavailable
+
+
+class _EventIdTakenError(Exception):
+    """Internal: the insert hit events_event_id_key; the transaction was rolled back."""
+
+
+class EventStore:
+    """Appends and reads over one engine. Create one per process; it holds no state
+    besides the engine and (on SQLite) the in-process writer lock."""
+
+    def __init__(self, engine: AsyncEngine, before_commit: tx.BeforeCommit | None = None) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        # SQLite has one writer per file; queueing here is cheaper than busy-waiting.
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        self.before_commit = before_commit
+
+    @contextlib.asynccontextmanager
+    async def _connect(self, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.connect() as conn:
+                if write and self.dialect == "sqlite":
+                    conn = await conn.execution_options(**{BEGIN_MODE: "IMMEDIATE"})
+                yield conn
+        except exc.SQLAlchemyError as e:
+            if is_unavailable(e):
+                raise StoreUnavailableError(type(e).__name__) from e
+            raise
+        except (OSError, TimeoutError) as e:
+            raise StoreUnavailableError(type(e).__name__) from e
+
+    # --- append --------------------------------------------------------------------
+
+    async def append(
+        self, stream_id: str, new: Sequence[NewEvent], expected: ExpectedVersion
+    ) -> AppendResult:
+        """Append `new` atomically at the stream's next versions and the log's next
+        positions, if `expected` matches. A retry of an append that already succeeded
+        (same ids, same stream, same order) returns the original result and writes
+        nothing. Raises WrongExpectedVersionError, DuplicateEventIdError,
+        StoreUnavailableError. The write is shielded from the caller's cancellation, so
+        it either commits or rolls back as a whole."""
+        return await asyncio.shield(self._append(stream_id, list(new), expected))
+
+    async def _append(
+        self, stream_id: str, new: list[NewEvent], expected: ExpectedVersion
+    ) -> AppendResult:
+        for _ in range(3):
+            try:
+                if self._write_lock is None:
+                    return await self._append_once(stream_id, new, expected)
+                async with self._write_lock:
+                    return await self._append_once(stream_id, new, expected)
+            except _EventIdTakenError:
+                async with self._connect() as conn:
+                    found = await tx.find_event_ids(conn, [e.id for e in new])
+                if found:
+                    return self._replay_or_conflict(stream_id, new, found)
+        raise StoreUnavailableError("append kept colliding on event ids")  # pragma: no cover
+
+    async def _append_once(
+        self, stream_id: str, new: list[NewEvent], expected: ExpectedVersion
+    ) -> AppendResult:
+        category = category_of(stream_id)
+        now = datetime.now(UTC)
+        try:
+            async with self._connect(write=True) as conn, conn.begin():
+                current = await tx.lock_stream(conn, stream_id, category, now)
+                if not expected.matches(current):
+                    client_ids = [e.id for e in new if e.client_id]
+                    found = await tx.find_event_ids(conn, client_ids) if client_ids else {}
+                    if found:
+                        return self._replay_or_conflict(stream_id, new, found)
+                    raise WrongExpectedVersionError(stream_id, expected.raw, current)
+                await tx.move_stream(conn, stream_id, current + len(new), now)
+                appended = await tx.insert_events(conn, stream_id, category, current, new, now)
+                if self.before_commit is not None:
+                    await self.before_commit(stream_id)
+        except exc.IntegrityError as e:
+            if "event_id" in str(e.orig):
+                raise _EventIdTakenError from e
+            raise
+        return AppendResult(stream_id, current + len(new), tuple(appended))
+
+    @staticmethod
+    def _replay_or_conflict(
+        stream_id: str, new: list[NewEvent], found: dict[str, tuple[str, int, int]]
+    ) -> AppendResult:
+        stored = [found.get(e.id) for e in new]
+        same_stream = [s for s in stored if s is not None and s[0] == stream_id]
+        if len(same_stream) == len(new) and all(e.client_id for e in new):
+            first = same_stream[0][1]
+            if [s[1] for s in same_stream] == list(range(first, first + len(new))):
+                receipt = tuple(
+                    AppendedEvent(e.id, s[1], s[2]) for e, s in zip(new, same_stream, strict=True)
+                )
+                return AppendResult(stream_id, same_stream[-1][1], receipt, replayed=True)
+        raise DuplicateEventIdError([e.id for e in new if e.id in found])
+
+    # --- reads ---------------------------------------------------------------------
+
+    async def head(self) -> int:
+        """The highest committed position (0 on an empty store)."""
+        async with self._connect() as conn:
+            return await queries.head(conn)
+
+    async def read_stream(
+        self, stream_id: str, start: int | None, limit: int, backward: bool
+    ) -> StreamPage:
+        """A page of the stream from version `start` (inclusive); raises
+        StreamNotFoundError when the stream has no events."""
+        async with self._connect() as conn:
+            page = await queries.stream_events(conn, stream_id, start, limit, backward)
+            version = await queries.stream_version(conn, stream_id)
+        if not version:
+            raise StreamNotFoundError(stream_id)
+        return StreamPage(stream_id, version, page)
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's version, 0 when it has no events."""
+        async with self._connect() as conn:
+            return await queries.stream_version(conn, stream_id)
+
+    async def read_event(self, stream_id: str, version: int) -> RecordedEvent:
+        async with self._connect() as conn:
+            found = await queries.event_at_version(conn, stream_id, version)
+        if found is None:
+            raise EventNotFoundError(f"stream {stream_id!r} has no event at version {version}")
+        return found
+
+    async def read_event_at(self, position: int) -> RecordedEvent:
+        async with self._connect() as conn:
+            found = await queries.event_at_position(conn, position)
+        if found is None:
+            raise EventNotFoundError(f"no event at position {position}")
+        return found
+
+    async def read_log(self, after: int, limit: int, where: LogFilter) -> LogPage:
+        """Events after `after` in position order, at most `limit`, matching `where`.
+        The head is read first: every position up to it is committed and visible."""
+        async with self._connect() as conn:
+            head = await queries.head(conn)
+            found = await queries.log_events(conn, after, head, limit, where)
+        # A short page means everything up to the head was scanned.
+        next_after = found[-1].position if len(found) == limit else max(after, head)
+        return LogPage(found, head, next_after)
+
+    async def list_streams(
+        self, prefix: str | None, categories: Sequence[str], after: str | None, limit: int
+    ) -> list[StreamInfo]:
+        async with self._connect() as conn:
+            return await queries.streams_page(conn, prefix, categories, after, limit)
+
+    async def ping(self) -> int:
+        """The head, or StoreUnavailableError: a health check that touches the database."""
+        return await self.head()
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,71 @@
+"""Table definitions, shared by the store's queries and the first Alembic migration."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData()
+
+# Byte-wise ordering on PostgreSQL too, so listings sort the same on both backends.
+Name = sa.String(200).with_variant(sa.String(200, collation="C"), "postgresql")
+Json = sa.Text().with_variant(postgresql.JSONB(), "postgresql")
+Uuid = sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql")
+Timestamp = sa.DateTime(timezone=True)
+
+streams = sa.Table(
+    "streams",
+    metadata,
+    sa.Column("stream_id", Name, primary_key=True),
+    sa.Column("category", Name, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+sa.Index("streams_category_stream_id", streams.c.category, streams.c.stream_id)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("position", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("event_id", Uuid, nullable=False),
+    sa.Column("stream_id", Name, nullable=False),
+    sa.Column("category", Name, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("type", Name, nullable=False),
+    sa.Column("data", Json, nullable=False),
+    sa.Column("metadata", Json, nullable=False),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("event_id", name="events_event_id_key"),
+    sa.UniqueConstraint("stream_id", "version", name="events_stream_id_version_key"),
+)
+sa.Index("events_stream_id_position", events.c.stream_id, events.c.position)
+sa.Index("events_category_position", events.c.category, events.c.position)
+sa.Index("events_type_position", events.c.type, events.c.position)
+
+log_head = sa.Table(
+    "log_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("id = 1", name="log_head_one_row"),
+)
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("stream_id", Name, primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("data", Json, nullable=False),
+    sa.Column("metadata", Json, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("name", Name, primary_key=True),
+    sa.Column("filter", Json, nullable=False),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
