@@ -5,8 +5,8 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 import sqlalchemy as sa
-from alembic import context
 
+from alembic import context
 from app.store.engine import sync_url
 
 config = context.config

@@ -1,0 +1,46 @@
+# Every target creates (once) and reuses the virtual environment in .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: venv run migrate test lint format openapi bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## run: serve on the embedded SQLite default (EVSTORE_HOST, EVSTORE_PORT, EVSTORE_DATABASE_URL)
+run: venv
+	$(BIN)/evstore serve
+
+migrate: venv
+	$(BIN)/evstore migrate
+
+## test: the whole suite, on SQLite and PostgreSQL
+test: venv
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check app tests alembic
+	$(BIN)/ruff format --check app tests alembic
+	$(BIN)/mypy app
+
+format: venv
+	$(BIN)/ruff check --fix app tests alembic
+	$(BIN)/ruff format app tests alembic
+
+## openapi: regenerate openapi/openapi.json from the app
+openapi: venv
+	$(BIN)/evstore openapi --output openapi/openapi.json
+
+bench: venv
+	@echo "the benchmark suite is not written yet (issue 5)" >&2; exit 1
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,123 @@
+"""Fixtures: every test gets a fresh database on each backend, built by Alembic.
+
+Alembic migrates one template per backend per session; each test then gets a copy
+(PostgreSQL: CREATE DATABASE ... TEMPLATE; SQLite: a file copy), dropped afterwards.
+Set EVSTORE_REQUIRE_POSTGRES=1 (CI does) to fail instead of skip when PostgreSQL is
+not reachable at EVSTORE_TEST_POSTGRES_URL.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from fastapi import FastAPI
+
+from app.main import create_app
+from app.settings import Settings
+from app.store.engine import create_engine, upgrade
+from app.store.event_store import EventStore
+
+ADMIN_URL = os.environ.get(
+    "EVSTORE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def pg_url(database: str) -> str:
+    base = ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base}/{database}"
+
+
+def pg_admin(sql: str) -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+def create_pg_database(template: str | None = None) -> str:
+    name = f"evstore_test_{uuid.uuid4().hex[:12]}"
+    pg_admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    return name
+
+
+def drop_pg_database(name: str) -> None:
+    pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    try:
+        pg_admin("SELECT 1")
+    except psycopg.OperationalError as e:
+        message = f"PostgreSQL not reachable at {ADMIN_URL}: {e}"
+        if os.environ.get("EVSTORE_REQUIRE_POSTGRES"):
+            pytest.fail(message)
+        pytest.skip(message)
+    name = create_pg_database()
+    try:
+        upgrade(pg_url(name))
+        yield name
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "evstore.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database for this test on the given backend."""
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "evstore.db"
+        shutil.copyfile(template, path)
+        yield f"sqlite:///{path}"
+        return
+    name = create_pg_database(request.getfixturevalue("pg_template"))
+    try:
+        yield pg_url(name)
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, migrate_on_start=False)
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[EventStore]:
+    engine = create_engine(settings)
+    try:
+        yield EventStore(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://evstore") as c:
+        yield c
