@@ -74,7 +74,15 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(params=BACKENDS)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests that use a database run once per backend; `@pytest.mark.postgres_only`
+    (tests of network links, several processes, PostgreSQL locking) on PostgreSQL."""
+    if "backend" in metafunc.fixturenames:
+        only_pg = metafunc.definition.get_closest_marker("postgres_only") is not None
+        metafunc.parametrize("backend", ["postgresql"] if only_pg else BACKENDS, indirect=True)
+
+
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
