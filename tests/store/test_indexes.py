@@ -16,7 +16,10 @@ from app.store.queries import _log_query
         (LogFilter(streams=("Order-1",)), "events_stream_id_position"),
         (LogFilter(categories=("Order",)), "events_category_position"),
         (LogFilter(types=("Placed",)), "events_type_position"),
-        (LogFilter(categories=("Order", "User"), types=("Placed",)), "events_category_position"),
+        (
+            LogFilter(categories=("Order", "User"), types=("Placed",)),
+            "events_category_position|events_type_position",
+        ),
         (LogFilter(streams=("Order-1", "Order-2", "User-9")), "events_stream_id_position"),
     ],
     ids=["stream", "category", "type", "categories-and-type", "streams"],
@@ -37,4 +40,5 @@ async def test_filtered_read_plan_uses_the_filter_index(
             rows = await conn.execute(sa.text("EXPLAIN QUERY PLAN " + sql))
             plan = "\n".join(str(r[-1]) for r in rows)
             assert "SCAN events" not in plan.replace("USING INDEX", ""), plan
-        assert index in plan, plan  # not merely a range scan over positions
+        # One of the filters' own indexes, not merely a range scan over positions.
+        assert any(name in plan for name in index.split("|")), plan
