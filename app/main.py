@@ -13,13 +13,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
 
-from app.api import log, ops, problems, streams
+from app.api import live, log, ops, problems, streams
 from app.api import openapi as openapi_document
 from app.api.limits import BodyLimit
 from app.api.metrics import Metrics, MetricsMiddleware
+from app.live.broadcaster import Broadcaster
 from app.settings import Settings
 from app.store.engine import check_schema, create_engine, upgrade
 from app.store.event_store import EventStore
+from app.store.notifier import LocalNotifier, PostgresNotifier
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -34,10 +36,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else:
             await asyncio.to_thread(check_schema, settings.database_url)
         engine = create_engine(settings)
-        app.state.store = EventStore(engine)
+        store = EventStore(engine)
+        notifier = (
+            PostgresNotifier(store, settings.database_url, settings.live_poll_seconds)
+            if engine.dialect.name == "postgresql"
+            else LocalNotifier(store, settings.live_poll_seconds)
+        )
+        broadcaster = Broadcaster(store, settings.live_cache_events, settings.live_page_size)
+        store.after_commit.append(notifier.published)
+        notifier.subscribe(broadcaster.wake)
+        app.state.store, app.state.notifier, app.state.broadcaster = store, notifier, broadcaster
         try:
+            await broadcaster.start()
+            await notifier.start()
             yield
         finally:
+            await broadcaster.stop()
+            await notifier.stop()
             await engine.dispose()
 
     app = FastAPI(
@@ -50,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.include_router(streams.router)
+    app.include_router(live.router)  # before log: /events/live is not a position
     app.include_router(log.router)
     app.include_router(ops.router)
     problems.install(app, settings.retry_after_seconds)

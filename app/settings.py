@@ -31,6 +31,20 @@ class Settings(BaseSettings):
     default_page_size: int = Field(100, ge=1)
     max_page_size: int = Field(1000, ge=1)
 
+    live_keepalive_seconds: float = Field(15.0, gt=0, description="SSE comment interval")
+    live_send_timeout_seconds: float = Field(
+        30.0, gt=0, description="disconnect an SSE client that stops reading this long"
+    )
+    live_poll_seconds: float = Field(
+        2.0, gt=0, description="fallback poll of the head, covering lost wake-ups"
+    )
+    live_checkpoint_seconds: float = Field(
+        5.0, ge=0, description="least interval between checkpoint events"
+    )
+    live_cache_events: int = Field(2048, ge=0, description="newest events kept for subscribers")
+    live_page_size: int = Field(500, ge=1, description="events per database read when tailing")
+    live_retry_ms: int = Field(2000, ge=0, description="the SSE retry: field")
+
     pool_size: int = Field(10, ge=1)
     pool_max_overflow: int = Field(10, ge=0)
     pool_timeout_seconds: float = Field(5.0, gt=0)

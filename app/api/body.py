@@ -17,8 +17,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-from app.api.encoding import dumps_text
 from app.api.problems import MalformedJsonError, UnsupportedMediaTypeError, ValidationProblemError
+from app.domain.encoding import dumps_text
 from app.domain.errors import LimitExceededError
 from app.domain.types import NewEvent
 from app.settings import Settings

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from app.api.metrics import Metrics
 from app.api.problems import ValidationProblemError
 from app.domain.types import LogFilter
+from app.live.broadcaster import Broadcaster
 from app.settings import Settings
 from app.store.event_store import EventStore
 
@@ -21,6 +22,11 @@ _TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]*")
 def get_store(request: Request) -> EventStore:
     store: EventStore = request.app.state.store
     return store
+
+
+def get_broadcaster(request: Request) -> Broadcaster:
+    broadcaster: Broadcaster = request.app.state.broadcaster
+    return broadcaster
 
 
 def get_settings(request: Request) -> Settings:
@@ -34,6 +40,7 @@ def get_metrics(request: Request) -> Metrics:
 
 
 StoreDep = Annotated[EventStore, Depends(get_store)]
+BroadcasterDep = Annotated[Broadcaster, Depends(get_broadcaster)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 

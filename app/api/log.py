@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
-from app.api.deps import SettingsDep, StoreDep, check_page_size, log_filter
+from app.api.deps import BroadcasterDep, SettingsDep, StoreDep, check_page_size, log_filter
 from app.api.models import LogPageOut, RecordedEventOut
 from app.api.params import (
     MAX_INT64,
@@ -20,26 +19,27 @@ from app.api.params import (
     StreamFilter,
     TypeFilter,
 )
-from app.api.render import IMMUTABLE, NO_CACHE, event_json, events_json, json_response
+from app.api.render import IMMUTABLE, NO_CACHE, events_json, json_response
 from app.api.responses import problems
+from app.domain.encoding import event_json
 from app.domain.types import LogFilter, LogPage
-from app.store.event_store import EventStore
+from app.live.broadcaster import Broadcaster
 
 router = APIRouter(tags=["log"])
 
-# Until the live broadcaster exists, a long poll re-reads at this interval.
-WAIT_POLL_SECONDS = 0.1
-
 
 async def read_page(
-    store: EventStore, after: int, limit: int, where: LogFilter, wait: float
+    broadcaster: Broadcaster, after: int, limit: int, where: LogFilter, wait: float
 ) -> LogPage:
-    """A page of the log; with `wait`, hold until something matches or time is up."""
-    page = await store.read_log(after, limit, where)
-    deadline = time.monotonic() + wait
-    while not page.events and (left := deadline - time.monotonic()) > 0:
-        await asyncio.sleep(min(WAIT_POLL_SECONDS, left))
-        page = await store.read_log(page.next_after, limit, where)
+    """A page of the log; with `wait`, hold until something matches or time is up.
+    Waiting holds no database connection: the broadcaster wakes us."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    page = await broadcaster.read(after, limit, where)
+    while not page.events and (left := deadline - loop.time()) > 0:
+        if not await broadcaster.wait_beyond(page.next_after, left):
+            break
+        page = await broadcaster.read(page.next_after, limit, where)
     return page
 
 
@@ -62,7 +62,7 @@ def log_query(after: int, limit: int, where: LogFilter) -> str:
     responses=problems(),
 )
 async def read_log(
-    store: StoreDep,
+    broadcaster: BroadcasterDep,
     settings: SettingsDep,
     after: Position = 0,
     limit: Limit = 100,
@@ -81,7 +81,7 @@ async def read_log(
     """Read the global log after a position, optionally filtered."""
     check_page_size(limit, settings)
     where = log_filter(stream, category, type, settings.max_name_length)
-    page = await read_page(store, after, limit, where, wait)
+    page = await read_page(broadcaster, after, limit, where, wait)
     next_url = "/events?" + log_query(page.next_after, limit, where)
     full_and_settled = len(page.events) == limit and page.events[-1].position < page.head
     headers = {

@@ -37,6 +37,7 @@ def build(app: FastAPI) -> dict[str, Any]:
         tags=[
             {"name": "streams", "description": "Append to and read streams"},
             {"name": "log", "description": "The global log, in position order"},
+            {"name": "live", "description": "Server-sent events following the log"},
             {"name": "operations", "description": "Health and metrics"},
         ],
     )

@@ -10,8 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from app.api.deps import MetricsDep, SettingsDep, StoreDep
-from app.api.encoding import dumps
 from app.api.models import HealthOut
+from app.domain.encoding import dumps
 from app.domain.errors import StoreUnavailableError
 
 router = APIRouter(tags=["operations"])

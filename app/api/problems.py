@@ -15,8 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from app.api.encoding import dumps
 from app.domain import errors as de
+from app.domain.encoding import dumps
 
 PROBLEM_JSON = "application/problem+json"
 

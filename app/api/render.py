@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from starlette.responses import Response
 
-from app.api.encoding import dumps_text
+from app.domain.encoding import event_json
 from app.domain.types import RecordedEvent
-
-
-def timestamp(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def event_json(e: RecordedEvent) -> str:
-    return (
-        f'{{"id":"{e.id}","stream_id":{dumps_text(e.stream_id)},"type":{dumps_text(e.type)},'
-        f'"version":{e.version},"position":{e.position},"data":{e.data},'
-        f'"metadata":{e.metadata},"recorded_at":"{timestamp(e.recorded_at)}"}}'
-    )
 
 
 def events_json(events: list[RecordedEvent]) -> str:

@@ -11,12 +11,12 @@ from starlette.responses import Response
 from app.api import preconditions as pre
 from app.api.body import parse_append, read_body, require_json
 from app.api.deps import MetricsDep, SettingsDep, StoreDep, check_page_size
-from app.api.encoding import dumps, dumps_text
 from app.api.models import AppendReceipt, RecordedEventOut, StreamListOut, StreamPageOut
 from app.api.params import MAX_INT64, NAME_PATTERN, Direction, IfMatch, IfNoneMatch, Limit, StreamId
 from app.api.problems import TABLE, render
-from app.api.render import IMMUTABLE, NO_CACHE, event_json, events_json, json_response, timestamp
+from app.api.render import IMMUTABLE, NO_CACHE, events_json, json_response
 from app.api.responses import problems
+from app.domain.encoding import dumps, dumps_text, event_json, timestamp
 from app.domain.errors import DuplicateEventIdError, EvstoreError, WrongExpectedVersionError
 
 router = APIRouter(tags=["streams"])

@@ -112,6 +112,13 @@ class LogFilter:
     def is_empty(self) -> bool:
         return not (self.streams or self.categories or self.types)
 
+    def matches(self, event: RecordedEvent) -> bool:
+        return (
+            (not self.streams or event.stream_id in self.streams)
+            and (not self.categories or category_of(event.stream_id) in self.categories)
+            and (not self.types or event.type in self.types)
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class LogPage:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import exc
@@ -53,6 +53,8 @@ class EventStore:
         # SQLite has one writer per file; queueing here is cheaper than busy-waiting.
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         self.before_commit = before_commit
+        # Called with the new head after each committed append (the notifier's hook).
+        self.after_commit: list[Callable[[int], None]] = []
 
     @contextlib.asynccontextmanager
     async def _connect(self, write: bool = False) -> AsyncIterator[AsyncConnection]:
@@ -119,6 +121,8 @@ class EventStore:
             if "event_id" in str(e.orig):
                 raise _EventIdTakenError from e
             raise
+        for hook in self.after_commit:
+            hook(appended[-1].position)
         return AppendResult(stream_id, current + len(new), tuple(appended))
 
     @staticmethod

@@ -1,0 +1,89 @@
+"""Live: the global log as server-sent events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from app.api.deps import BroadcasterDep, MetricsDep, SettingsDep, StoreDep, log_filter
+from app.api.params import MAX_INT64, CategoryFilter, StreamFilter, TypeFilter
+from app.api.problems import ValidationProblemError
+from app.api.responses import problems
+from app.live.tail import TailOptions, tail
+
+router = APIRouter(tags=["live"])
+
+SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "An endless text/event-stream: events (id = position), then "
+        "`caught-up` once, `checkpoint` for filtered subscriptions, `: ping` comments",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+
+def start_position(last_event_id: str | None, after: int | None) -> int | None:
+    if last_event_id is None:
+        return after
+    text = last_event_id.strip()
+    if not text.isascii() or not text.isdigit() or int(text) > MAX_INT64:
+        raise ValidationProblemError(
+            [{"parameter": "Last-Event-ID", "detail": "must be a position: 0 to 2^63-1"}]
+        )
+    return int(text)
+
+
+@router.get(
+    "/events/live",
+    operation_id="subscribeLive",
+    response_class=EventSourceResponse,
+    responses={**SSE_RESPONSE, **problems()},
+)
+async def subscribe_live(
+    store: StoreDep,
+    broadcaster: BroadcasterDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    after: Annotated[
+        int | None,
+        Query(ge=0, le=MAX_INT64, description="start after this position; default: the head"),
+    ] = None,
+    stream: StreamFilter = None,
+    category: CategoryFilter = None,
+    type: TypeFilter = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(alias="Last-Event-ID", description="resume after this position (wins over after)"),
+    ] = None,
+) -> EventSourceResponse:
+    """Follow the global log live, from a position or from the head."""
+    where = log_filter(stream, category, type, settings.max_name_length)
+    start = start_position(last_event_id, after)
+    if start is None:
+        start = await store.head()
+    options = TailOptions(
+        page_size=settings.live_page_size,
+        retry_ms=settings.live_retry_ms,
+        checkpoint_seconds=settings.live_checkpoint_seconds,
+        idle_wait_seconds=max(settings.live_checkpoint_seconds, 0.05),
+    )
+    metrics.live_subscribers.inc()
+
+    async def stream_messages() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in tail(broadcaster, start, where, options):
+                yield chunk
+        finally:
+            metrics.live_subscribers.dec()
+
+    return EventSourceResponse(
+        stream_messages(),
+        ping=settings.live_keepalive_seconds,
+        ping_message_factory=lambda: ServerSentEvent(comment="ping"),
+        send_timeout=settings.live_send_timeout_seconds,
+        sep="\n",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

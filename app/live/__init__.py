@@ -1,0 +1,1 @@
+"""Live subscriptions: the broadcaster and the SSE tail. No SQL here."""

@@ -1,0 +1,115 @@
+"""One broadcaster per process: fans the notifier's wake-ups out to subscribers.
+
+It keeps `visible`, a position up to which every event is committed and known, and a
+bounded cache of the newest events, contiguous up to `visible`. When the head moves,
+one refill task reads the new events once, and every subscriber at the head is served
+from the cache; a subscriber behind the cache reads its own pages from the database.
+Subscribers hold nothing but a cursor and one page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+
+from app.domain.errors import StoreUnavailableError
+from app.domain.types import LogFilter, LogPage, RecordedEvent
+from app.store.event_store import EventStore
+
+EVERYTHING = LogFilter()
+log = logging.getLogger("evstore.broadcaster")
+
+
+class Broadcaster:
+    def __init__(self, store: EventStore, cache_size: int, page_size: int) -> None:
+        self.store = store
+        self.page_size = page_size
+        self.visible = 0
+        self._target = 0
+        self._cache: deque[RecordedEvent] = deque(maxlen=cache_size)
+        self._changed = asyncio.Event()
+        self._wanted = asyncio.Event()
+        self._resync = False
+        self._task: asyncio.Task[None] | None = None
+        self.closing = False
+        self.subscribers = 0
+
+    async def start(self) -> None:
+        self.visible = self._target = await self.store.head()
+        self._task = asyncio.create_task(self._refill_forever(), name="evstore-broadcaster")
+
+    async def stop(self) -> None:
+        self.closing = True
+        self._signal()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def wake(self, head: int | None) -> None:
+        """Called by the notifier: the head is at least `head` (None: re-read it)."""
+        if head is None:
+            self._resync = True
+        elif head > self._target:
+            self._target = head
+        else:
+            return
+        self._wanted.set()
+
+    def _signal(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def _refill_forever(self) -> None:
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            try:
+                await self._refill()
+            except StoreUnavailableError:
+                log.warning("cannot reach the database; waiting for the next wake-up")
+
+    async def _refill(self) -> None:
+        if self._resync:
+            self._resync = False
+            self._target = max(self._target, await self.store.head())
+        while self.visible < self._target:
+            page = await self.store.read_log(self.visible, self.page_size, EVERYTHING)
+            self._cache.extend(page.events)
+            self.visible = max(self.visible, page.next_after)
+            self._target = max(self._target, page.head)
+            self._signal()
+
+    async def wait_beyond(self, position: int, max_wait: float) -> bool:
+        """Wait until an event after `position` is visible; False on timeout/close."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait
+        while self.visible <= position and not self.closing:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+        return self.visible > position
+
+    async def read(self, after: int, limit: int, where: LogFilter) -> LogPage:
+        """The next page after `after`: from the cache when it holds `after + 1`,
+        else from the database."""
+        cache = self._cache
+        if cache and cache[0].position <= after + 1 and after < self.visible:
+            return self._from_cache(after, limit, where)
+        return await self.store.read_log(after, limit, where)
+
+    def _from_cache(self, after: int, limit: int, where: LogFilter) -> LogPage:
+        visible = self.visible
+        start = after + 1 - self._cache[0].position
+        found: list[RecordedEvent] = []
+        for i in range(start, len(self._cache)):
+            event = self._cache[i]
+            if where.matches(event):
+                found.append(event)
+                if len(found) == limit:
+                    return LogPage(found, visible, event.position)
+        return LogPage(found, visible, visible)

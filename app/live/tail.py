@@ -1,0 +1,68 @@
+"""The SSE tail of one subscriber: catch up from its start, then follow the head.
+
+Messages are encoded here, once, as bytes: an event is `id: <position>` and one line of
+JSON (never an `event:` field); `caught-up` once the backlog is delivered; `checkpoint`
+when a filtered subscription has scanned past its last match. Each subscriber keeps its
+own cursor and one page, so a slow reader costs one page, never a queue.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from app.domain.encoding import event_json
+from app.domain.types import LogFilter
+from app.live.broadcaster import Broadcaster
+
+
+@dataclass(frozen=True, slots=True)
+class TailOptions:
+    page_size: int
+    retry_ms: int
+    checkpoint_seconds: float
+    idle_wait_seconds: float
+
+
+def message(event: str | None, position: int, data: str) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}id: {position}\ndata: {data}\n\n".encode()
+
+
+async def tail(
+    broadcaster: Broadcaster, start: int, where: LogFilter, options: TailOptions
+) -> AsyncIterator[bytes]:
+    yield f"retry: {options.retry_ms}\n\n".encode()
+    cursor = start
+    last_id = start  # the newest id the client has, from an event or a checkpoint
+    caught_up = False
+    checkpointed_at = time.monotonic()
+    broadcaster.subscribers += 1
+    try:
+        while not broadcaster.closing:
+            page = await broadcaster.read(cursor, options.page_size, where)
+            for event in page.events:
+                yield message(None, event.position, event_json(event))
+            if page.events:
+                last_id = page.events[-1].position
+            cursor = max(cursor, page.next_after)
+            more = len(page.events) == options.page_size
+            if not more and not caught_up:
+                caught_up = True
+                last_id = cursor
+                checkpointed_at = time.monotonic()
+                yield message("caught-up", cursor, f'{{"position":{cursor},"head":{page.head}}}')
+            elif (
+                caught_up
+                and not where.is_empty
+                and cursor > last_id
+                and time.monotonic() - checkpointed_at >= options.checkpoint_seconds
+            ):
+                last_id = cursor
+                checkpointed_at = time.monotonic()
+                yield message("checkpoint", cursor, f'{{"position":{cursor}}}')
+            if not more:
+                await broadcaster.wait_beyond(cursor, options.idle_wait_seconds)
+    finally:
+        broadcaster.subscribers -= 1

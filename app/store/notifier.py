@@ -1,0 +1,146 @@
+"""Change notifiers: tell this process's broadcaster that the log head moved.
+
+A notification is only a wake-up; data is always read from the events table.
+
+- `LocalNotifier` (SQLite): the writer wakes the broadcaster in process; a timed poll
+  of log_head covers appends made by other processes on the same file.
+- `PostgresNotifier`: one dedicated psycopg connection (autocommit, outside the
+  SQLAlchemy pool) LISTENs on a channel. After each committed append the writer calls
+  `published(head)`; a publisher task sends one coalesced pg_notify with the newest
+  head, from outside the append transaction (NOTIFY inside it would take a
+  cluster-wide lock through the commit). The listener reconnects with backoff after
+  the connection is lost and wakes everyone on reconnect; a timed poll of log_head on
+  the same connection covers lost notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from app.domain.errors import StoreUnavailableError
+from app.store.event_store import EventStore
+
+CHANNEL = "evstore_head"
+LISTENER_NAME = "evstore-listener"
+
+Wake = Callable[[int | None], None]  # None: "something may have changed, re-read"
+
+log = logging.getLogger("evstore.notifier")
+
+
+class LocalNotifier:
+    def __init__(self, store: EventStore, poll_seconds: float) -> None:
+        self.store = store
+        self.poll_seconds = poll_seconds
+        self._wakes: list[Wake] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def subscribe(self, wake: Wake) -> None:
+        self._wakes.append(wake)
+
+    def published(self, head: int) -> None:
+        self._wake(head)
+
+    def _wake(self, head: int | None) -> None:
+        for wake in self._wakes:
+            wake(head)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._poll(), name="evstore-head-poll")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            with contextlib.suppress(StoreUnavailableError):
+                self._wake(await self.store.head())
+
+
+class PostgresNotifier(LocalNotifier):
+    def __init__(self, store: EventStore, database_url: str, poll_seconds: float) -> None:
+        super().__init__(store, poll_seconds)
+        self.conninfo = (
+            make_url(database_url)
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+        )
+        self._pending = 0
+        self._sent = 0
+        self._publish = asyncio.Event()
+        self._publisher: asyncio.Task[None] | None = None
+        self.reconnects = 0
+
+    def published(self, head: int) -> None:
+        self._wake(head)  # this process need not wait for the round trip
+        if head > self._pending:
+            self._pending = head
+            self._publish.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="evstore-listener")
+        self._publisher = asyncio.create_task(self._send(), name="evstore-publisher")
+
+    async def stop(self) -> None:
+        if self._publisher is not None:
+            self._publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher
+        await super().stop()
+
+    async def _send(self) -> None:
+        notify = sa.text("SELECT pg_notify(:channel, :head)")
+        while True:
+            await self._publish.wait()
+            self._publish.clear()
+            head = self._pending
+            if head <= self._sent:
+                continue
+            try:
+                async with self.store.engine.connect() as conn:
+                    await conn.execute(notify, {"channel": CHANNEL, "head": str(head)})
+                    await conn.commit()
+                self._sent = head
+            except Exception:  # the listeners' timed poll covers a lost notification
+                log.warning("pg_notify failed; subscribers fall back to polling", exc_info=True)
+                await asyncio.sleep(self.poll_seconds)
+
+    async def _listen(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.conninfo,
+                    autocommit=True,
+                    application_name=LISTENER_NAME,
+                    connect_timeout=5,
+                ) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    backoff = 0.1
+                    self._wake(None)  # anything may have happened while we were away
+                    await self._relay(conn)
+            except (psycopg.Error, OSError) as e:
+                self.reconnects += 1
+                log.warning("listener connection lost (%s); reconnecting in %.1fs", e, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    async def _relay(self, conn: psycopg.AsyncConnection[tuple[int]]) -> None:
+        while True:
+            async for note in conn.notifies(timeout=self.poll_seconds):
+                self._wake(int(note.payload) if note.payload.isdigit() else None)
+            cursor = await conn.execute("SELECT position FROM log_head")
+            row = await cursor.fetchone()
+            if row is not None:
+                self._wake(int(row[0]))
