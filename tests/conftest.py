@@ -77,7 +77,10 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests that use a database run once per backend; `@pytest.mark.postgres_only`
     (tests of network links, several processes, PostgreSQL locking) on PostgreSQL."""
-    if "backend" in metafunc.fixturenames:
+    explicit = any(
+        "backend" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize")
+    )
+    if "backend" in metafunc.fixturenames and not explicit:
         only_pg = metafunc.definition.get_closest_marker("postgres_only") is not None
         metafunc.parametrize("backend", ["postgresql"] if only_pg else BACKENDS, indirect=True)
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
 
 from app.api.deps import BroadcasterDep, MetricsDep, SettingsDep, StoreDep, log_filter
 from app.api.params import MAX_INT64, CategoryFilter, StreamFilter, TypeFilter
@@ -15,6 +20,20 @@ from app.api.responses import problems
 from app.live.tail import TailOptions, tail
 
 router = APIRouter(tags=["live"])
+log = logging.getLogger("evstore.live")
+
+
+class LiveResponse(EventSourceResponse):
+    """An SSE response that reports a client which stopped reading in one line."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            log.warning(
+                "dropped a live subscriber that read nothing for %.1fs", self.send_timeout or 0
+            )
+
 
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
@@ -39,7 +58,7 @@ def start_position(last_event_id: str | None, after: int | None) -> int | None:
 @router.get(
     "/events/live",
     operation_id="subscribeLive",
-    response_class=EventSourceResponse,
+    response_class=LiveResponse,
     responses={**SSE_RESPONSE, **problems()},
 )
 async def subscribe_live(
@@ -58,7 +77,7 @@ async def subscribe_live(
         str | None,
         Header(alias="Last-Event-ID", description="resume after this position (wins over after)"),
     ] = None,
-) -> EventSourceResponse:
+) -> LiveResponse:
     """Follow the global log live, from a position or from the head."""
     where = log_filter(stream, category, type, settings.max_name_length)
     start = start_position(last_event_id, after)
@@ -71,19 +90,28 @@ async def subscribe_live(
         idle_wait_seconds=max(settings.live_checkpoint_seconds, 0.05),
     )
     metrics.live_subscribers.inc()
+    shutdown = anyio.Event()  # set by sse-starlette when the server begins to exit
+
+    async def close_on_shutdown() -> None:
+        await shutdown.wait()
+        broadcaster.close()
 
     async def stream_messages() -> AsyncIterator[bytes]:
+        watcher = asyncio.create_task(close_on_shutdown())
         try:
             async for chunk in tail(broadcaster, start, where, options):
                 yield chunk
         finally:
+            watcher.cancel()
             metrics.live_subscribers.dec()
 
-    return EventSourceResponse(
+    return LiveResponse(
         stream_messages(),
         ping=settings.live_keepalive_seconds,
         ping_message_factory=lambda: ServerSentEvent(comment="ping"),
         send_timeout=settings.live_send_timeout_seconds,
         sep="\n",
+        shutdown_event=shutdown,
+        shutdown_grace_period=2,  # the tails end cleanly well within uvicorn's 5 s
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

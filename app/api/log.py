@@ -35,7 +35,7 @@ async def read_page(
     Waiting holds no database connection: the broadcaster wakes us."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
-    page = await broadcaster.read(after, limit, where)
+    page = await broadcaster.read_fresh(after, limit, where)  # read-your-writes
     while not page.events and (left := deadline - loop.time()) > 0:
         if not await broadcaster.wait_beyond(page.next_after, left):
             break

@@ -40,9 +40,13 @@ class Broadcaster:
         self.visible = self._target = await self.store.head()
         self._task = asyncio.create_task(self._refill_forever(), name="evstore-broadcaster")
 
-    async def stop(self) -> None:
+    def close(self) -> None:
+        """Shutdown: every tail and long poll returns at once."""
         self.closing = True
         self._signal()
+
+    async def stop(self) -> None:
+        self.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -94,9 +98,14 @@ class Broadcaster:
                 await asyncio.wait_for(self._changed.wait(), left)
         return self.visible > position
 
+    async def read_fresh(self, after: int, limit: int, where: LogFilter) -> LogPage:
+        """A page from the database: sees every append acknowledged before the call
+        (the cache may trail the head by a moment)."""
+        return await self.store.read_log(after, limit, where)
+
     async def read(self, after: int, limit: int, where: LogFilter) -> LogPage:
-        """The next page after `after`: from the cache when it holds `after + 1`,
-        else from the database."""
+        """The next page after `after`, for a reader woken by `wait_beyond`: from the
+        cache when it holds `after + 1`, else from the database."""
         cache = self._cache
         if cache and cache[0].position <= after + 1 and after < self.visible:
             return self._from_cache(after, limit, where)

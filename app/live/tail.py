@@ -41,7 +41,10 @@ async def tail(
     broadcaster.subscribers += 1
     try:
         while not broadcaster.closing:
-            page = await broadcaster.read(cursor, options.page_size, where)
+            # Catch-up reads the database, so caught-up comes after every event
+            # acknowledged before the subscription; at the head the cache serves.
+            read = broadcaster.read if caught_up else broadcaster.read_fresh
+            page = await read(cursor, options.page_size, where)
             for event in page.events:
                 yield message(None, event.position, event_json(event))
             if page.events:
