@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
 
-from app.api import live, log, ops, problems, streams
+from app.api import live, log, ops, problems, snapshots, streams, subscriptions
 from app.api import openapi as openapi_document
 from app.api.limits import BodyLimit
 from app.api.metrics import Metrics, MetricsMiddleware
@@ -22,6 +22,8 @@ from app.settings import Settings
 from app.store.engine import check_schema, create_engine, upgrade
 from app.store.event_store import EventStore
 from app.store.notifier import LocalNotifier, PostgresNotifier
+from app.store.snapshots import SnapshotStore
+from app.store.subscriptions import SubscriptionStore
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -46,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store.after_commit.append(notifier.published)
         notifier.subscribe(broadcaster.wake)
         app.state.store, app.state.notifier, app.state.broadcaster = store, notifier, broadcaster
+        app.state.snapshots = SnapshotStore(store)
+        app.state.subscriptions = SubscriptionStore(store)
         try:
             await broadcaster.start()
             await notifier.start()
@@ -64,9 +68,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.include_router(snapshots.router)  # before streams: "snapshot" is not a version
     app.include_router(streams.router)
     app.include_router(live.router)  # before log: /events/live is not a position
     app.include_router(log.router)
+    app.include_router(subscriptions.router)
     app.include_router(ops.router)
     problems.install(app, settings.retry_after_seconds)
     app.add_exception_handler(405, _method_not_allowed)

@@ -39,6 +39,13 @@ class Server:
     def pid(self) -> int:
         return self.process.pid
 
+    def rss_bytes(self) -> int:
+        """The process's resident memory."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS line")
+
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 

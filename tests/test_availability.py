@@ -13,7 +13,6 @@ from app.settings import Settings
 from tests.factories import append_body, event_body
 from tests.tcp_proxy import TcpProxy
 
-
 pytestmark = pytest.mark.postgres_only
 
 

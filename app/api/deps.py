@@ -14,6 +14,8 @@ from app.domain.types import LogFilter
 from app.live.broadcaster import Broadcaster
 from app.settings import Settings
 from app.store.event_store import EventStore
+from app.store.snapshots import SnapshotStore
+from app.store.subscriptions import SubscriptionStore
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@~=-]*")
 _TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]*")
@@ -22,6 +24,16 @@ _TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]*")
 def get_store(request: Request) -> EventStore:
     store: EventStore = request.app.state.store
     return store
+
+
+def get_snapshots(request: Request) -> SnapshotStore:
+    snapshots: SnapshotStore = request.app.state.snapshots
+    return snapshots
+
+
+def get_subscriptions(request: Request) -> SubscriptionStore:
+    subscriptions: SubscriptionStore = request.app.state.subscriptions
+    return subscriptions
 
 
 def get_broadcaster(request: Request) -> Broadcaster:
@@ -41,6 +53,8 @@ def get_metrics(request: Request) -> Metrics:
 
 StoreDep = Annotated[EventStore, Depends(get_store)]
 BroadcasterDep = Annotated[Broadcaster, Depends(get_broadcaster)]
+SnapshotStoreDep = Annotated[SnapshotStore, Depends(get_snapshots)]
+SubscriptionStoreDep = Annotated[SubscriptionStore, Depends(get_subscriptions)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 

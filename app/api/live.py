@@ -14,10 +14,14 @@ from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
 
 from app.api.deps import BroadcasterDep, MetricsDep, SettingsDep, StoreDep, log_filter
+from app.api.metrics import Metrics
 from app.api.params import MAX_INT64, CategoryFilter, StreamFilter, TypeFilter
 from app.api.problems import ValidationProblemError
 from app.api.responses import problems
+from app.domain.types import LogFilter
+from app.live.broadcaster import Broadcaster
 from app.live.tail import TailOptions, tail
+from app.settings import Settings
 
 router = APIRouter(tags=["live"])
 log = logging.getLogger("evstore.live")
@@ -83,13 +87,20 @@ async def subscribe_live(
     start = start_position(last_event_id, after)
     if start is None:
         start = await store.head()
+    return live_response(broadcaster, settings, metrics, start, where)
+
+
+def live_response(
+    broadcaster: Broadcaster, settings: Settings, metrics: Metrics, start: int, where: LogFilter
+) -> LiveResponse:
+    """The SSE response following the log after `start` (the global log and
+    subscriptions)."""
     options = TailOptions(
         page_size=settings.live_page_size,
         retry_ms=settings.live_retry_ms,
         checkpoint_seconds=settings.live_checkpoint_seconds,
         idle_wait_seconds=max(settings.live_checkpoint_seconds, 0.05),
     )
-    metrics.live_subscribers.inc()
     shutdown = anyio.Event()  # set by sse-starlette when the server begins to exit
 
     async def close_on_shutdown() -> None:
@@ -97,6 +108,7 @@ async def subscribe_live(
         broadcaster.close()
 
     async def stream_messages() -> AsyncIterator[bytes]:
+        metrics.live_subscribers.inc()
         watcher = asyncio.create_task(close_on_shutdown())
         try:
             async for chunk in tail(broadcaster, start, where, options):

@@ -27,6 +27,15 @@ from app.live.broadcaster import Broadcaster
 
 router = APIRouter(tags=["log"])
 
+Wait = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=60,
+        description="long poll: seconds to hold an empty answer open waiting for a match",
+    ),
+]
+
 
 async def read_page(
     broadcaster: Broadcaster, after: int, limit: int, where: LogFilter, wait: float
@@ -69,14 +78,7 @@ async def read_log(
     stream: StreamFilter = None,
     category: CategoryFilter = None,
     type: TypeFilter = None,
-    wait: Annotated[
-        float,
-        Query(
-            ge=0,
-            le=60,
-            description="long poll: seconds to hold an empty answer open waiting for a match",
-        ),
-    ] = 0,
+    wait: Wait = 0,
 ) -> Response:
     """Read the global log after a position, optionally filtered."""
     check_page_size(limit, settings)
@@ -84,10 +86,12 @@ async def read_log(
     page = await read_page(broadcaster, after, limit, where, wait)
     next_url = "/events?" + log_query(page.next_after, limit, where)
     full_and_settled = len(page.events) == limit and page.events[-1].position < page.head
-    headers = {
-        "Link": f'<{next_url}>; rel="next"',
-        "Cache-Control": IMMUTABLE if full_and_settled else NO_CACHE,
-    }
+    return log_page_response(page, next_url, IMMUTABLE if full_and_settled else NO_CACHE)
+
+
+def log_page_response(page: LogPage, next_url: str, cache_control: str) -> Response:
+    """The body and headers of a log page (the global log and subscriptions)."""
+    headers = {"Link": f'<{next_url}>; rel="next"', "Cache-Control": cache_control}
     body = (
         f'{{"events":{events_json(page.events)},"head":{page.head},'
         f'"next_after":{page.next_after},"next":"{next_url}"}}'

@@ -37,6 +37,12 @@ class Metrics:
         self.live_subscribers = Gauge(
             "evstore_live_subscribers", "Connected live subscribers", registry=self.registry
         )
+        self.subscription_lag = Gauge(
+            "evstore_subscription_lag",
+            "Positions between the head and each durable subscription's checkpoint",
+            ["name"],
+            registry=self.registry,
+        )
         self.head = Gauge(
             "evstore_head_position", "Highest committed global position", registry=self.registry
         )

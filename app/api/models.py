@@ -77,6 +77,53 @@ class HealthOut(BaseModel):
     head: int | None
 
 
+class SnapshotIn(BaseModel):
+    version: int = Field(..., ge=1, description="the stream version the state is as of")
+    data: Any = Field(..., description="any JSON value")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class SnapshotOut(BaseModel):
+    stream_id: str
+    version: int
+    data: Any
+    metadata: dict[str, Any]
+    created_at: str
+
+
+class FilterOut(BaseModel):
+    stream: list[str]
+    category: list[str]
+    type: list[str]
+
+
+class SubscriptionIn(BaseModel):
+    stream: list[str] = Field(default_factory=list, description="exact stream ids (OR)")
+    category: list[str] = Field(default_factory=list, description="categories (OR)")
+    type: list[str] = Field(default_factory=list, description="event types (OR)")
+    start: str | int = Field(
+        "beginning", description='"beginning", "end" (the head now) or a position'
+    )
+
+
+class SubscriptionOut(BaseModel):
+    name: str
+    filter: FilterOut
+    position: int = Field(..., description="the checkpoint: processed up to here")
+    head: int
+    lag: int = Field(..., description="head - position")
+    updated_at: str
+
+
+class SubscriptionListOut(BaseModel):
+    subscriptions: list[SubscriptionOut]
+    next: str | None
+
+
+class CheckpointIn(BaseModel):
+    position: int = Field(..., ge=0, description="processed up to here, 0 <= position <= head")
+
+
 class ErrorItem(BaseModel):
     pointer: str | None = Field(None, description="JSON pointer into the body")
     parameter: str | None = Field(None, description="query, path or header parameter")

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from app.api.models import AppendRequest, Problem
+from app.api.models import AppendRequest, CheckpointIn, Problem, SnapshotIn, SubscriptionIn
 
 DESCRIPTION = (
     "An HTTP event store: append events to streams under optimistic concurrency "
@@ -38,9 +38,11 @@ def build(app: FastAPI) -> dict[str, Any]:
             {"name": "streams", "description": "Append to and read streams"},
             {"name": "log", "description": "The global log, in position order"},
             {"name": "live", "description": "Server-sent events following the log"},
+            {"name": "snapshots", "description": "The newest state of a stream, by version"},
+            {"name": "subscriptions", "description": "Durable subscriptions and checkpoints"},
             {"name": "operations", "description": "Health and metrics"},
         ],
     )
-    _add_models(document, Problem, AppendRequest)
+    _add_models(document, Problem, AppendRequest, SnapshotIn, SubscriptionIn, CheckpointIn)
     app.openapi_schema = document
     return document

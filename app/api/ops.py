@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from app.api.deps import MetricsDep, SettingsDep, StoreDep
+from app.api.deps import MetricsDep, SettingsDep, StoreDep, SubscriptionStoreDep
 from app.api.models import HealthOut
 from app.domain.encoding import dumps
 from app.domain.errors import StoreUnavailableError
@@ -46,9 +46,16 @@ async def health(store: StoreDep, settings: SettingsDep) -> Response:
         }
     },
 )
-async def metrics(store: StoreDep, metrics: MetricsDep) -> Response:
+async def metrics(
+    store: StoreDep, subscriptions: SubscriptionStoreDep, metrics: MetricsDep
+) -> Response:
     """Prometheus metrics of this process."""
-    # When the database is down the gauge keeps its last value; requests show the outage.
+    # When the database is down the gauges keep their last values; requests show it.
     with contextlib.suppress(StoreUnavailableError):
-        metrics.head.set(await store.head())
+        head = await store.head()
+        metrics.head.set(head)
+        found = await subscriptions.list(None, 10_000)
+        metrics.subscription_lag.clear()
+        for s in found:
+            metrics.subscription_lag.labels(s.name).set(max(0, head - s.position))
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -6,6 +6,7 @@ wire (bad JSON, bad headers, wrong media type, 422 lists) are defined here.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from app.domain import errors as de
-from app.domain.encoding import dumps
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -81,6 +81,34 @@ TABLE: dict[type[Exception], Kind] = {
     de.LimitExceededError: Kind(
         413, "payload-too-large", "Payload too large", lambda e: {"limit": e.limit, "max": e.max}
     ),
+    de.SnapshotNotFoundError: Kind(
+        404, "snapshot-not-found", "Snapshot not found", lambda e: {"stream_id": e.stream_id}
+    ),
+    de.SubscriptionNotFoundError: Kind(
+        404, "subscription-not-found", "Subscription not found", lambda e: {"name": e.name}
+    ),
+    de.StaleSnapshotError: Kind(
+        409,
+        "stale-snapshot",
+        "Stale snapshot",
+        lambda e: {"stream_id": e.stream_id, "stored_version": e.stored_version},
+    ),
+    de.SubscriptionConflictError: Kind(
+        409, "subscription-conflict", "Subscription conflict", lambda e: {"name": e.name}
+    ),
+    de.CheckpointMovedError: Kind(
+        412,
+        "checkpoint-moved",
+        "Checkpoint moved",
+        lambda e: {"name": e.name, "expected": e.expected, "position": e.position},
+        lambda e: {"ETag": f'"{e.position}"'},
+    ),
+    de.OutOfRangeError: Kind(
+        422,
+        "validation-error",
+        "Validation error",
+        lambda e: {"errors": [{"pointer": e.pointer, "detail": e.detail}]},
+    ),
     UnsupportedMediaTypeError: Kind(415, "unsupported-media-type", "Unsupported media type"),
     ValidationProblemError: Kind(
         422, "validation-error", "Validation error", lambda e: {"errors": e.errors}
@@ -106,7 +134,10 @@ def problem(
 ) -> Response:
     body = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail}
     body.update(extensions)
-    return Response(dumps(body), status, headers=headers, media_type=PROBLEM_JSON)
+    # ASCII with escapes: a pointer may name a member whose name is a lone surrogate,
+    # which has no UTF-8 form but does have a JSON one.
+    content = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    return Response(content, status, headers=headers, media_type=PROBLEM_JSON)
 
 
 def render(error: Exception, kind: Kind, detail: str | None = None) -> Response:

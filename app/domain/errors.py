@@ -33,6 +33,51 @@ class EventNotFoundError(NotFoundError):
         super().__init__(detail)
 
 
+class SnapshotNotFoundError(NotFoundError):
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(f"stream {stream_id!r} has no snapshot")
+        self.stream_id = stream_id
+
+
+class SubscriptionNotFoundError(NotFoundError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no subscription named {name!r}")
+        self.name = name
+
+
+class StaleSnapshotError(EvstoreError):
+    def __init__(self, stream_id: str, version: int, stored_version: int) -> None:
+        super().__init__(
+            f"stream {stream_id!r} already has a snapshot at version {stored_version}, "
+            f"newer than {version}"
+        )
+        self.stream_id = stream_id
+        self.stored_version = stored_version
+
+
+class SubscriptionConflictError(EvstoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"subscription {name!r} exists with a different filter")
+        self.name = name
+
+
+class CheckpointMovedError(EvstoreError):
+    def __init__(self, name: str, expected: str, position: int) -> None:
+        super().__init__(f"subscription {name!r} is at position {position}, expected {expected}")
+        self.name = name
+        self.expected = expected
+        self.position = position
+
+
+class OutOfRangeError(EvstoreError):
+    """A value in the request lies outside what the store holds (422 on the wire)."""
+
+    def __init__(self, pointer: str, detail: str) -> None:
+        super().__init__(detail)
+        self.pointer = pointer
+        self.detail = detail
+
+
 class WrongExpectedVersionError(EvstoreError):
     def __init__(self, stream_id: str, expected: str, current_version: int) -> None:
         super().__init__(

@@ -132,3 +132,24 @@ class LogPage:
 def category_of(stream_id: str) -> str:
     """The part before the first '-', or the whole id when there is none."""
     return stream_id.split("-", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A client's state of a stream as of `version`; data and metadata are JSON text."""
+
+    stream_id: str
+    version: int
+    data: str
+    metadata: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A durable subscription: a filter and the position its consumer has processed."""
+
+    name: str
+    filter: LogFilter
+    position: int
+    updated_at: datetime

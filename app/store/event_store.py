@@ -43,6 +43,11 @@ class _EventIdTakenError(Exception):
     """Internal: the insert hit events_event_id_key; the transaction was rolled back."""
 
 
+class _VersionTakenError(Exception):
+    """Internal: the backstop events_stream_id_version_key fired (the stream row lock
+    should make that impossible); the transaction was rolled back and is retried."""
+
+
 class EventStore:
     """Appends and reads over one engine. Create one per process; it holds no state
     besides the engine and (on SQLite) the in-process writer lock."""
@@ -57,7 +62,9 @@ class EventStore:
         self.after_commit: list[Callable[[int], None]] = []
 
     @contextlib.asynccontextmanager
-    async def _connect(self, write: bool = False) -> AsyncIterator[AsyncConnection]:
+    async def connect(self, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection from the pool, with driver errors translated; `write` makes
+        SQLite transactions take the write lock up front (BEGIN IMMEDIATE)."""
         try:
             async with self.engine.connect() as conn:
                 if write and self.dialect == "sqlite":
@@ -92,12 +99,14 @@ class EventStore:
                     return await self._append_once(stream_id, new, expected)
                 async with self._write_lock:
                     return await self._append_once(stream_id, new, expected)
+            except _VersionTakenError:
+                continue  # the retry reads the stream's version again and decides anew
             except _EventIdTakenError:
-                async with self._connect() as conn:
+                async with self.connect() as conn:
                     found = await tx.find_event_ids(conn, [e.id for e in new])
                 if found:
                     return self._replay_or_conflict(stream_id, new, found)
-        raise StoreUnavailableError("append kept colliding on event ids")  # pragma: no cover
+        raise StoreUnavailableError("append kept colliding; retry")  # pragma: no cover
 
     async def _append_once(
         self, stream_id: str, new: list[NewEvent], expected: ExpectedVersion
@@ -105,7 +114,7 @@ class EventStore:
         category = category_of(stream_id)
         now = datetime.now(UTC)
         try:
-            async with self._connect(write=True) as conn, conn.begin():
+            async with self.connect(write=True) as conn, conn.begin():
                 current = await tx.lock_stream(conn, stream_id, category, now)
                 if not expected.matches(current):
                     client_ids = [e.id for e in new if e.client_id]
@@ -118,8 +127,11 @@ class EventStore:
                 if self.before_commit is not None:
                     await self.before_commit(stream_id)
         except exc.IntegrityError as e:
-            if "event_id" in str(e.orig):
+            constraint = violated_constraint(e)
+            if constraint == "events_event_id_key":
                 raise _EventIdTakenError from e
+            if constraint == "events_stream_id_version_key":
+                raise _VersionTakenError from e
             raise
         for hook in self.after_commit:
             hook(appended[-1].position)
@@ -144,7 +156,7 @@ class EventStore:
 
     async def head(self) -> int:
         """The highest committed position (0 on an empty store)."""
-        async with self._connect() as conn:
+        async with self.connect() as conn:
             return await queries.head(conn)
 
     async def read_stream(
@@ -152,7 +164,7 @@ class EventStore:
     ) -> StreamPage:
         """A page of the stream from version `start` (inclusive); raises
         StreamNotFoundError when the stream has no events."""
-        async with self._connect() as conn:
+        async with self.connect() as conn:
             page = await queries.stream_events(conn, stream_id, start, limit, backward)
             version = await queries.stream_version(conn, stream_id)
         if not version:
@@ -161,18 +173,18 @@ class EventStore:
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's version, 0 when it has no events."""
-        async with self._connect() as conn:
+        async with self.connect() as conn:
             return await queries.stream_version(conn, stream_id)
 
     async def read_event(self, stream_id: str, version: int) -> RecordedEvent:
-        async with self._connect() as conn:
+        async with self.connect() as conn:
             found = await queries.event_at_version(conn, stream_id, version)
         if found is None:
             raise EventNotFoundError(f"stream {stream_id!r} has no event at version {version}")
         return found
 
     async def read_event_at(self, position: int) -> RecordedEvent:
-        async with self._connect() as conn:
+        async with self.connect() as conn:
             found = await queries.event_at_position(conn, position)
         if found is None:
             raise EventNotFoundError(f"no event at position {position}")
@@ -181,7 +193,7 @@ class EventStore:
     async def read_log(self, after: int, limit: int, where: LogFilter) -> LogPage:
         """Events after `after` in position order, at most `limit`, matching `where`.
         The head is read first: every position up to it is committed and visible."""
-        async with self._connect() as conn:
+        async with self.connect() as conn:
             head = await queries.head(conn)
             found = await queries.log_events(conn, after, head, limit, where)
         # A short page means everything up to the head was scanned.
@@ -191,12 +203,26 @@ class EventStore:
     async def list_streams(
         self, prefix: str | None, categories: Sequence[str], after: str | None, limit: int
     ) -> list[StreamInfo]:
-        async with self._connect() as conn:
+        async with self.connect() as conn:
             return await queries.streams_page(conn, prefix, categories, after, limit)
 
     async def ping(self) -> int:
         """The head, or StoreUnavailableError: a health check that touches the database."""
         return await self.head()
+
+
+def violated_constraint(error: exc.IntegrityError) -> str | None:
+    """The name of the unique constraint an insert broke, on either backend."""
+    diag = getattr(error.orig, "diag", None)
+    if diag is not None:  # psycopg
+        return getattr(diag, "constraint_name", None)
+    message = str(error.orig)  # SQLite names the columns, not the constraint
+    return {
+        "UNIQUE constraint failed: events.event_id": "events_event_id_key",
+        "UNIQUE constraint failed: events.stream_id, events.version": (
+            "events_stream_id_version_key"
+        ),
+    }.get(message)
 
 
 def new_event_id() -> str:

@@ -269,7 +269,7 @@ async def test_sigterm_ends_streams_and_exits(servers: ServerFactory) -> None:
         await asyncio.wait_for(task, 15)  # the stream ended cleanly instead of hanging
     # uvicorn shuts down gracefully, then re-raises the signal it caught.
     assert returncode == -signal.SIGTERM
-    assert "Traceback" not in server.log.read_text()
+    assert "Traceback" not in server.output()
 
 
 async def test_slow_reader_is_disconnected_and_costs_bounded_memory(
