@@ -12,7 +12,7 @@ from app.domain.types import Snapshot
 from app.store import queries
 from app.store.event_store import EventStore
 from app.store.queries import utc
-from app.store.tables import snapshots
+from app.store.tables import json_value, snapshots
 
 COLUMNS = (
     snapshots.c.stream_id,
@@ -32,8 +32,13 @@ class SnapshotStore:
         version must lie within the stream (OutOfRangeError)."""
         now = datetime.now(UTC)
         insert = postgresql.insert if self.events.dialect == "postgresql" else sqlite.insert
+        dialect = self.events.dialect
         values = insert(snapshots).values(
-            stream_id=stream_id, version=version, data=data, metadata=metadata, created_at=now
+            stream_id=stream_id,
+            version=version,
+            data=json_value(data, dialect),
+            metadata=json_value(metadata, dialect),
+            created_at=now,
         )
         upsert = values.on_conflict_do_update(
             index_elements=["stream_id"],

@@ -24,7 +24,7 @@ from app.domain.types import LogFilter, Subscription
 from app.store import queries
 from app.store.event_store import EventStore
 from app.store.queries import utc
-from app.store.tables import subscriptions
+from app.store.tables import json_value, subscriptions
 
 COLUMNS = (
     subscriptions.c.name,
@@ -81,7 +81,7 @@ class SubscriptionStore:
                     insert(subscriptions)
                     .values(
                         name=name,
-                        filter=filter_json(where),
+                        filter=json_value(filter_json(where), self.events.dialect),
                         position=position,
                         updated_at=datetime.now(UTC),
                     )

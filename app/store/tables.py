@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
@@ -12,6 +14,15 @@ Name = sa.String(200).with_variant(sa.String(200, collation="C"), "postgresql")
 Json = sa.Text().with_variant(postgresql.JSONB(), "postgresql")
 Uuid = sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql")
 Timestamp = sa.DateTime(timezone=True)
+
+
+def json_value(text: str, dialect: str) -> Any:
+    """JSON text as a value for a Json column: cast to jsonb on PostgreSQL (binding the
+    text through JSONB would encode it a second time), stored as is on SQLite."""
+    if dialect == "postgresql":
+        return sa.cast(sa.bindparam(None, text, type_=sa.Text), postgresql.JSONB)
+    return text
+
 
 streams = sa.Table(
     "streams",
