@@ -25,10 +25,13 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = Settings()
     if args.command == "migrate":
+        from sqlalchemy.engine import make_url
+
         from app.store.engine import upgrade
 
         upgrade(settings.database_url)
-        print(f"migrated {settings.database_url}", file=sys.stderr)
+        shown = make_url(settings.database_url).render_as_string(hide_password=True)
+        print(f"migrated {shown}", file=sys.stderr)
         return 0
     if args.command == "openapi":
         from app.main import create_app

@@ -40,7 +40,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings)
         store = EventStore(engine)
         notifier = (
-            PostgresNotifier(store, settings.database_url, settings.live_poll_seconds)
+            PostgresNotifier(
+                store,
+                settings.database_url,
+                settings.live_poll_seconds,
+                settings.connect_timeout_seconds,
+            )
             if engine.dialect.name == "postgresql"
             else LocalNotifier(store, settings.live_poll_seconds)
         )

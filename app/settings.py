@@ -28,7 +28,6 @@ class Settings(BaseSettings):
     max_events_per_append: int = Field(1000, ge=1)
     max_json_depth: int = Field(64, ge=2)
     max_name_length: int = Field(200, ge=1, le=200)
-    default_page_size: int = Field(100, ge=1)
     max_page_size: int = Field(1000, ge=1)
 
     live_keepalive_seconds: float = Field(15.0, gt=0, description="SSE comment interval")

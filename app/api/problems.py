@@ -42,7 +42,7 @@ class ValidationProblemError(ApiError):
 
     def __init__(self, errors: list[dict[str, str]]) -> None:
         first = errors[0] if errors else {"detail": "invalid request"}
-        where = first.get("pointer") or first.get("parameter") or "the request"
+        where = first.get("pointer") or first.get("parameter") or "the body"
         more = f" (and {len(errors) - 1} more; see errors)" if len(errors) > 1 else ""
         super().__init__(f"{where}: {first['detail']}{more}")
         self.errors = errors

@@ -69,8 +69,11 @@ class LocalNotifier:
 
 
 class PostgresNotifier(LocalNotifier):
-    def __init__(self, store: EventStore, database_url: str, poll_seconds: float) -> None:
+    def __init__(
+        self, store: EventStore, database_url: str, poll_seconds: float, connect_timeout: float
+    ) -> None:
         super().__init__(store, poll_seconds)
+        self.connect_timeout = max(1, round(connect_timeout))
         self.conninfo = (
             make_url(database_url)
             .set(drivername="postgresql")
@@ -124,7 +127,7 @@ class PostgresNotifier(LocalNotifier):
                     self.conninfo,
                     autocommit=True,
                     application_name=LISTENER_NAME,
-                    connect_timeout=5,
+                    connect_timeout=self.connect_timeout,
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     backoff = 0.1
