@@ -3,7 +3,8 @@
 The JSON parser is the standard library's, tightened: repeated member names are a
 400 (they cannot be stored faithfully), NaN / Infinity and numbers beyond a double's
 range are 422, as are strings that PostgreSQL's jsonb cannot hold (U+0000, lone
-surrogates). Integers of any size survive. Problems found inside `data` and
+surrogates). Integers survive exactly up to Python's digit limit (4300 by default);
+longer ones are 422 rather than a 500. Problems found inside `data` and
 `metadata` are reported with JSON pointers, all of them, not only the first.
 """
 
@@ -81,6 +82,7 @@ def parse_json(raw: bytes) -> Any:
             object_pairs_hook=_object,
             parse_constant=lambda name: _Invalid(f"{name} is not a JSON number"),
             parse_float=_float,
+            parse_int=_int,
         )
     except json.JSONDecodeError as e:
         raise MalformedJsonError(f"the body is not valid JSON: {e.msg} at offset {e.pos}") from e
@@ -101,6 +103,13 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 )
             seen.add(key)
     return result
+
+
+def _int(text: str) -> int | _Invalid:
+    try:
+        return int(text)
+    except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+        return _Invalid(f"an integer of {len(text.lstrip('-'))} digits is too long to accept")
 
 
 def _float(text: str) -> float | _Invalid:

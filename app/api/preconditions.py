@@ -51,10 +51,11 @@ def tag_version(tag: EntityTag, name: str) -> int | None:
     """The version a tag names, or None when it names none of ours."""
     if not _VERSION.fullmatch(tag.opaque):
         return None
-    version = int(tag.opaque)
-    if version > MAX_INT64:
-        raise InvalidPreconditionError(f"{name}: version {tag.opaque} is out of range")
-    return version
+    # Length first: int() refuses strings longer than Python's digit limit.
+    if len(tag.opaque) > len(str(MAX_INT64)) or int(tag.opaque) > MAX_INT64:
+        shown = tag.opaque if len(tag.opaque) <= 40 else tag.opaque[:40] + "..."
+        raise InvalidPreconditionError(f"{name}: version {shown} is out of range")
+    return int(tag.opaque)
 
 
 def expected_version(if_match: str | None, if_none_match: str | None) -> ExpectedVersion:

@@ -13,11 +13,10 @@ from app.api.body import parse_append, read_body, require_json
 from app.api.deps import MetricsDep, SettingsDep, StoreDep, check_page_size
 from app.api.models import AppendReceipt, RecordedEventOut, StreamListOut, StreamPageOut
 from app.api.params import MAX_INT64, NAME_PATTERN, Direction, IfMatch, IfNoneMatch, Limit, StreamId
-from app.api.problems import TABLE, render
 from app.api.render import IMMUTABLE, NO_CACHE, events_json, json_response
 from app.api.responses import problems
 from app.domain.encoding import dumps, dumps_text, event_json, timestamp
-from app.domain.errors import DuplicateEventIdError, EvstoreError, WrongExpectedVersionError
+from app.domain.errors import DuplicateEventIdError, WrongExpectedVersionError
 
 router = APIRouter(tags=["streams"])
 
@@ -179,17 +178,9 @@ async def head_stream(
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """The headers of the same GET, without a body."""
-    try:
-        check_page_size(limit, settings)
-        status, headers, _ = await _stream_page(
-            store, stream_id, from_, limit, direction, if_none_match
-        )
-    except EvstoreError as error:
-        kind = next(TABLE[c] for c in type(error).__mro__ if c in TABLE)
-        failed = render(error, kind)
-        status, headers = failed.status_code, {"Content-Type": failed.media_type or ""}
-        headers.update({k: v for k, v in failed.headers.items() if k.lower() == "etag"})
-    return Response(status_code=status, headers=headers)
+    # The same response as the GET, Content-Length included (RFC 9110 section 9.3.2);
+    # the server drops the body of a HEAD response.
+    return await read_stream(stream_id, store, settings, from_, limit, direction, if_none_match)
 
 
 @router.get(
