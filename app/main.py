@@ -24,6 +24,7 @@ from app.store.event_store import EventStore
 from app.store.notifier import LocalNotifier, PostgresNotifier
 from app.store.snapshots import SnapshotStore
 from app.store.subscriptions import SubscriptionStore
+from app.store.writer import Writer
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,6 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else LocalNotifier(store, settings.live_poll_seconds)
         )
         broadcaster = Broadcaster(store, settings.live_cache_events, settings.live_page_size)
+        writer = Writer(store)
+        store.batcher = writer.append
         store.after_commit.append(notifier.published)
         notifier.subscribe(broadcaster.wake)
         app.state.store, app.state.notifier, app.state.broadcaster = store, notifier, broadcaster
@@ -58,8 +61,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             await broadcaster.start()
             await notifier.start()
+            await writer.start()
             yield
         finally:
+            await writer.stop()
             await broadcaster.stop()
             await notifier.stop()
             await engine.dispose()

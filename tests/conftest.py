@@ -23,6 +23,7 @@ from app.main import create_app
 from app.settings import Settings
 from app.store.engine import create_engine, upgrade
 from app.store.event_store import EventStore
+from app.store.writer import Writer
 
 ADMIN_URL = os.environ.get(
     "EVSTORE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -113,10 +114,16 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 async def store(settings: Settings) -> AsyncIterator[EventStore]:
+    """The store as the service runs it: appends go through the group-commit writer."""
     engine = create_engine(settings)
+    events = EventStore(engine)
+    writer = Writer(events)
+    events.batcher = writer.append
+    await writer.start()
     try:
-        yield EventStore(engine)
+        yield events
     finally:
+        await writer.stop()
         await engine.dispose()
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ import httpx
 import psycopg
 import pytest
 
+from app.main import create_app
+from app.settings import Settings
 from app.store import append
 from tests import broken_store
 from tests.factories import append_body, event_body
@@ -201,10 +203,23 @@ class HeldRun:
     b_blocked: bool  # B was seen waiting on a row lock of log_head while A was held
 
 
-async def run_held_append(client: httpx.AsyncClient, database_url: str) -> HeldRun:
+@pytest.fixture
+async def other_process(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A second app on the same database: its own engine and group-commit writer, as
+    another API process has (appends of one process queue behind each other)."""
+    second = create_app(settings)
+    async with second.router.lifespan_context(second):
+        transport = httpx.ASGITransport(second)
+        async with httpx.AsyncClient(transport=transport, base_url="http://other") as c:
+            yield c
+
+
+async def run_held_append(
+    client: httpx.AsyncClient, other: httpx.AsyncClient, database_url: str
+) -> HeldRun:
     """Append A to HELD_STREAM and hold it inside its transaction (a trigger waits on an
-    advisory lock the test holds); then append B to another stream; tail the log while A
-    is held; release A; tail to the head."""
+    advisory lock the test holds); then append B to another stream through another
+    process's writer; tail the log while A is held; release A; tail to the head."""
     tasks: list[asyncio.Task[httpx.Response]] = []
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as control:
         await control.execute(HOLD_TRIGGER)
@@ -228,7 +243,7 @@ async def run_held_append(client: httpx.AsyncClient, database_url: str) -> HeldR
             await eventually(a_is_held, "append A to wait in its trigger")
             held_pages = [[e["position"] for e in await tail.read()]]
 
-            b = asyncio.create_task(client.post("/streams/other-1", json=append_body()))
+            b = asyncio.create_task(other.post("/streams/other-1", json=append_body()))
             tasks.append(b)
 
             async def b_is_blocked_or_done() -> bool:
@@ -258,9 +273,9 @@ async def run_held_append(client: httpx.AsyncClient, database_url: str) -> HeldR
 
 @pytest.mark.postgres_only
 async def test_held_append_holds_back_every_later_commit(
-    client: httpx.AsyncClient, database_url: str
+    client: httpx.AsyncClient, other_process: httpx.AsyncClient, database_url: str
 ) -> None:
-    run = await run_held_append(client, database_url)
+    run = await run_held_append(client, other_process, database_url)
 
     assert run.tail.violations == []
     assert run.b_blocked, "B committed while A held positions below it"
@@ -274,13 +289,16 @@ async def test_held_append_holds_back_every_later_commit(
 
 @pytest.mark.postgres_only
 async def test_checker_catches_positions_drawn_from_a_sequence(
-    client: httpx.AsyncClient, database_url: str, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient,
+    other_process: httpx.AsyncClient,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await broken_store.install_sequence(conn)
     monkeypatch.setattr(append, "PG_INSERT", broken_store.BROKEN_PG_INSERT)
 
-    run = await run_held_append(client, database_url)
+    run = await run_held_append(client, other_process, database_url)
 
     # B was not held back: it committed a higher position while A's lower one was open,
     a_positions = [e["position"] for e in run.a]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import exc
@@ -58,6 +58,10 @@ class EventStore:
         # SQLite has one writer per file; queueing here is cheaper than busy-waiting.
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         self.before_commit = before_commit
+        # Set by the app to its group-commit writer; None appends one at a time.
+        self.batcher: (
+            Callable[[str, list[NewEvent], ExpectedVersion], Awaitable[AppendResult]] | None
+        ) = None
         # Called with the new head after each committed append (the notifier's hook).
         self.after_commit: list[Callable[[int], None]] = []
 
@@ -88,16 +92,30 @@ class EventStore:
         nothing. Raises WrongExpectedVersionError, DuplicateEventIdError,
         StoreUnavailableError. The write is shielded from the caller's cancellation, so
         it either commits or rolls back as a whole."""
-        return await asyncio.shield(self._append(stream_id, list(new), expected))
+        if self.batcher is not None:
+            return await self.batcher(stream_id, list(new), expected)
+        return await asyncio.shield(self.append_one(stream_id, list(new), expected))
 
-    async def _append(
+    @contextlib.asynccontextmanager
+    async def write_lock(self) -> AsyncIterator[None]:
+        """Held around every SQLite write transaction of this process."""
+        if self._write_lock is None:
+            yield
+        else:
+            async with self._write_lock:
+                yield
+
+    def committed(self, head: int) -> None:
+        """Tell the after-commit hooks (the notifier) that the head moved."""
+        for hook in self.after_commit:
+            hook(head)
+
+    async def append_one(
         self, stream_id: str, new: list[NewEvent], expected: ExpectedVersion
     ) -> AppendResult:
         for _ in range(3):
             try:
-                if self._write_lock is None:
-                    return await self._append_once(stream_id, new, expected)
-                async with self._write_lock:
+                async with self.write_lock():
                     return await self._append_once(stream_id, new, expected)
             except _VersionTakenError:
                 continue  # the retry reads the stream's version again and decides anew
@@ -105,7 +123,7 @@ class EventStore:
                 async with self.connect() as conn:
                     found = await tx.find_event_ids(conn, [e.id for e in new])
                 if found:
-                    return self._replay_or_conflict(stream_id, new, found)
+                    return replay_or_conflict(stream_id, new, found)
         raise StoreUnavailableError("append kept colliding; retry")  # pragma: no cover
 
     async def _append_once(
@@ -120,7 +138,7 @@ class EventStore:
                     client_ids = [e.id for e in new if e.client_id]
                     found = await tx.find_event_ids(conn, client_ids) if client_ids else {}
                     if found:
-                        return self._replay_or_conflict(stream_id, new, found)
+                        return replay_or_conflict(stream_id, new, found)
                     raise WrongExpectedVersionError(stream_id, expected.raw, current)
                 await tx.move_stream(conn, stream_id, current + len(new), now)
                 appended = await tx.insert_events(conn, stream_id, category, current, new, now)
@@ -133,24 +151,8 @@ class EventStore:
             if constraint == "events_stream_id_version_key":
                 raise _VersionTakenError from e
             raise
-        for hook in self.after_commit:
-            hook(appended[-1].position)
+        self.committed(appended[-1].position)
         return AppendResult(stream_id, current + len(new), tuple(appended))
-
-    @staticmethod
-    def _replay_or_conflict(
-        stream_id: str, new: list[NewEvent], found: dict[str, tuple[str, int, int]]
-    ) -> AppendResult:
-        stored = [found.get(e.id) for e in new]
-        same_stream = [s for s in stored if s is not None and s[0] == stream_id]
-        if len(same_stream) == len(new) and all(e.client_id for e in new):
-            first = same_stream[0][1]
-            if [s[1] for s in same_stream] == list(range(first, first + len(new))):
-                receipt = tuple(
-                    AppendedEvent(e.id, s[1], s[2]) for e, s in zip(new, same_stream, strict=True)
-                )
-                return AppendResult(stream_id, same_stream[-1][1], receipt, replayed=True)
-        raise DuplicateEventIdError([e.id for e in new if e.id in found])
 
     # --- reads ---------------------------------------------------------------------
 
@@ -209,6 +211,23 @@ class EventStore:
     async def ping(self) -> int:
         """The head, or StoreUnavailableError: a health check that touches the database."""
         return await self.head()
+
+
+def replay_or_conflict(
+    stream_id: str, new: list[NewEvent], found: dict[str, tuple[str, int, int]]
+) -> AppendResult:
+    """The original receipt when `new` repeats a stored append (same stream, same ids,
+    same order, consecutive versions); DuplicateEventIdError otherwise."""
+    stored = [found.get(e.id) for e in new]
+    same_stream = [s for s in stored if s is not None and s[0] == stream_id]
+    if len(same_stream) == len(new) and all(e.client_id for e in new):
+        first = same_stream[0][1]
+        if [s[1] for s in same_stream] == list(range(first, first + len(new))):
+            receipt = tuple(
+                AppendedEvent(e.id, s[1], s[2]) for e, s in zip(new, same_stream, strict=True)
+            )
+            return AppendResult(stream_id, same_stream[-1][1], receipt, replayed=True)
+    raise DuplicateEventIdError([e.id for e in new if e.id in found])
 
 
 def violated_constraint(error: exc.IntegrityError) -> str | None:

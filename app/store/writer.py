@@ -1,0 +1,194 @@
+"""Group commit: one writer task per process turns queued appends into one transaction.
+
+The writer takes every append waiting in its queue (it never waits for company, so a
+lone append is not delayed), and in one transaction:
+1. locks the existing stream rows of the batch in stream id order;
+2. checks each request's expected version in memory, in arrival order, against the
+   locked versions as the earlier requests of the batch move them;
+3. for the requests that fail, looks up their event ids once: a retry of an append
+   that already succeeded gets its original receipt, partial reuse a 409;
+4. creates the rows of new streams, bumps the log_head counter once for the whole
+   batch and inserts every accepted event in one statement, then commits.
+Each request then gets its own answer, exactly as if it had been appended alone.
+Anything unusual (an id that collides with a stored event or another request of the
+batch, a stream created concurrently by another process) rolls the batch back, and
+its requests are appended one at a time by `EventStore.append_one`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import exc
+
+from app.domain.errors import DuplicateEventIdError, EvstoreError, WrongExpectedVersionError
+from app.domain.types import AppendedEvent, AppendResult, ExpectedVersion, NewEvent
+from app.store import append as tx
+from app.store.event_store import EventStore, replay_or_conflict
+
+log = logging.getLogger("evstore.writer")
+
+
+@dataclass
+class _Request:
+    stream_id: str
+    new: list[NewEvent]
+    expected: ExpectedVersion
+    done: asyncio.Future[AppendResult]
+    base_version: int = 0
+    outcome: AppendResult | EvstoreError | None = None
+
+
+@dataclass
+class _Batch:
+    requests: list[_Request]
+    accepted: list[_Request] = field(default_factory=list)
+
+
+class _RetryAloneError(Exception):
+    """The batch met something only the one-at-a-time path decides; it was rolled back."""
+
+
+class Writer:
+    def __init__(self, store: EventStore, max_batch_events: int = 10_000) -> None:
+        self.store = store
+        self.max_batch_events = max_batch_events
+        self._queue: asyncio.Queue[_Request] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.batched_requests = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="evstore-writer")
+
+    async def stop(self, drain_seconds: float = 10.0) -> None:
+        """Finish what is queued (bounded), then stop."""
+        if self._task is not None and not self._task.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), drain_seconds)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def append(
+        self, stream_id: str, new: list[NewEvent], expected: ExpectedVersion
+    ) -> AppendResult:
+        done: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Request(stream_id, new, expected, done))
+        # The caller may go away; the append still commits or rolls back as a whole.
+        return await asyncio.shield(done)
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            requests, events = [first], len(first.new)
+            while not self._queue.empty() and events < self.max_batch_events:
+                request = self._queue.get_nowait()
+                requests.append(request)
+                events += len(request.new)
+            await self._commit(requests)
+
+    async def _commit(self, requests: list[_Request]) -> None:
+        self.batches += 1
+        self.batched_requests += len(requests)
+        try:
+            if len(requests) == 1:
+                only = requests[0]
+                only.outcome = await self.store.append_one(only.stream_id, only.new, only.expected)
+            else:
+                await self._commit_batch(_Batch(requests))
+        except _RetryAloneError:
+            for request in requests:
+                await self._alone(request)
+        except EvstoreError as e:
+            for request in requests:
+                request.outcome = request.outcome or e
+        except Exception as e:  # never leave a caller waiting
+            log.exception("append batch failed")
+            for request in requests:
+                if not request.done.done():
+                    request.done.set_exception(e)
+        for request in requests:
+            self._queue.task_done()
+            if request.done.done():
+                continue
+            if isinstance(request.outcome, AppendResult):
+                request.done.set_result(request.outcome)
+            elif request.outcome is not None:
+                request.done.set_exception(request.outcome)
+
+    async def _alone(self, request: _Request) -> None:
+        try:
+            request.outcome = await self.store.append_one(
+                request.stream_id, request.new, request.expected
+            )
+        except EvstoreError as e:
+            request.outcome = e
+
+    async def _commit_batch(self, batch: _Batch) -> None:
+        ids = [e.id for r in batch.requests for e in r.new]
+        if len(ids) != len(set(ids)):
+            raise _RetryAloneError  # two requests of the batch share ids: decide alone
+        store = self.store
+        now = datetime.now(UTC)
+        stream_ids = sorted({r.stream_id for r in batch.requests})
+        try:
+            async with store.write_lock(), store.connect(write=True) as conn, conn.begin():
+                versions = await tx.lock_streams(conn, stream_ids)
+                known = dict(versions)
+                failed: list[_Request] = []
+                for request in batch.requests:
+                    current = known.get(request.stream_id, 0)
+                    request.base_version = current  # what this request saw, at its turn
+                    if request.expected.matches(current):
+                        known[request.stream_id] = current + len(request.new)
+                        batch.accepted.append(request)
+                    else:
+                        failed.append(request)
+                await self._settle_failed(conn, failed)
+                if batch.accepted:
+                    created = sorted({r.stream_id for r in batch.accepted} - versions.keys())
+                    if not await tx.create_streams(conn, created, now):
+                        raise _RetryAloneError  # another process created one meanwhile
+                    moved = {s: v for s, v in known.items() if v != versions.get(s, 0)}
+                    await tx.move_streams(conn, moved, now)
+                    positions = await tx.insert_batch(
+                        conn, [(r.stream_id, r.base_version, r.new) for r in batch.accepted], now
+                    )
+        except exc.IntegrityError as e:
+            raise _RetryAloneError from e
+        if batch.accepted:
+            offset = 0
+            for request in batch.accepted:
+                receipt = tuple(
+                    AppendedEvent(e.id, request.base_version + i + 1, positions[offset + i])
+                    for i, e in enumerate(request.new)
+                )
+                offset += len(request.new)
+                request.outcome = AppendResult(
+                    request.stream_id, request.base_version + len(request.new), receipt
+                )
+            store.committed(positions[-1])
+
+    @staticmethod
+    async def _settle_failed(conn: tx.AsyncConnection, failed: list[_Request]) -> None:
+        """A failed precondition may be a retry of a stored append (200) or reuse ids
+        (409); otherwise it is a 412 with the version the request saw."""
+        client_ids = [e.id for r in failed for e in r.new if e.client_id]
+        found = await tx.find_event_ids(conn, client_ids) if client_ids else {}
+        for request in failed:
+            mine = {e.id: found[e.id] for e in request.new if e.id in found}
+            if mine:
+                try:
+                    request.outcome = replay_or_conflict(request.stream_id, request.new, mine)
+                except DuplicateEventIdError as e:
+                    request.outcome = e
+                continue
+            request.outcome = WrongExpectedVersionError(
+                request.stream_id, request.expected.raw, request.base_version
+            )
