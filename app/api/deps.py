@@ -82,8 +82,7 @@ def log_filter(
     return LogFilter(tuple(streams or ()), tuple(categories or ()), tuple(types or ()))
 
 
-def check_page_size(limit: int, settings: Settings) -> None:
-    if limit > settings.max_page_size:
-        raise ValidationProblemError(
-            [{"parameter": "limit", "detail": f"at most {settings.max_page_size}"}]
-        )
+def page_size(limit: int, settings: Settings) -> int:
+    """The page size to serve: `limit`, capped at the max_page_size setting (the contract
+    allows 1 to 1000; a lower setting serves shorter pages rather than refusing)."""
+    return min(limit, settings.max_page_size)

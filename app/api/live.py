@@ -120,7 +120,7 @@ def live_response(
     return LiveResponse(
         stream_messages(),
         ping=settings.live_keepalive_seconds,
-        ping_message_factory=lambda: ServerSentEvent(comment="ping"),
+        ping_message_factory=lambda: ServerSentEvent(comment="ping", sep="\n"),
         send_timeout=settings.live_send_timeout_seconds,
         sep="\n",
         shutdown_event=shutdown,

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
-from app.api.deps import BroadcasterDep, SettingsDep, StoreDep, check_page_size, log_filter
+from app.api.deps import BroadcasterDep, SettingsDep, StoreDep, log_filter, page_size
 from app.api.models import LogPageOut, RecordedEventOut
 from app.api.params import (
     MAX_INT64,
@@ -81,7 +81,7 @@ async def read_log(
     wait: Wait = 0,
 ) -> Response:
     """Read the global log after a position, optionally filtered."""
-    check_page_size(limit, settings)
+    limit = page_size(limit, settings)
     where = log_filter(stream, category, type, settings.max_name_length)
     page = await read_page(broadcaster, after, limit, where, wait)
     next_url = "/events?" + log_query(page.next_after, limit, where)

@@ -43,6 +43,11 @@ class Metrics:
             ["name"],
             registry=self.registry,
         )
+        self.pool_checked_out = Gauge(
+            "evstore_db_pool_checked_out",
+            "Database connections of this process's pool in use (read at scrape time)",
+            registry=self.registry,
+        )
         self.head = Gauge(
             "evstore_head_position", "Highest committed global position", registry=self.registry
         )

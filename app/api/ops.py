@@ -50,6 +50,7 @@ async def metrics(
     store: StoreDep, subscriptions: SubscriptionStoreDep, metrics: MetricsDep
 ) -> Response:
     """Prometheus metrics of this process."""
+    metrics.pool_checked_out.set(store.pool_checked_out())  # before this scrape's queries
     # When the database is down the gauges keep their last values; requests show it.
     with contextlib.suppress(StoreUnavailableError):
         head = await store.head()

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from app.api import preconditions as pre
 from app.api.body import parse_append, read_body, require_json
-from app.api.deps import MetricsDep, SettingsDep, StoreDep, check_page_size
+from app.api.deps import MetricsDep, SettingsDep, StoreDep, page_size
 from app.api.models import AppendReceipt, RecordedEventOut, StreamListOut, StreamPageOut
 from app.api.params import MAX_INT64, NAME_PATTERN, Direction, IfMatch, IfNoneMatch, Limit, StreamId
 from app.api.render import IMMUTABLE, NO_CACHE, events_json, json_response
@@ -150,7 +150,7 @@ async def read_stream(
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """Read a page of a stream, forward or backward."""
-    check_page_size(limit, settings)
+    limit = page_size(limit, settings)
     status, headers, body = await _stream_page(
         store, stream_id, from_, limit, direction, if_none_match
     )
@@ -222,7 +222,7 @@ async def list_streams(
     limit: Limit = 100,
 ) -> Response:
     """List streams in stream id order."""
-    check_page_size(limit, settings)
+    limit = page_size(limit, settings)
     found = await store.list_streams(prefix, category or (), after, limit)
     next_url = None
     if len(found) == limit:

@@ -21,7 +21,7 @@ from app.api.deps import (
     SettingsDep,
     StoreDep,
     SubscriptionStoreDep,
-    check_page_size,
+    page_size,
 )
 from app.api.live import SSE_RESPONSE, LiveResponse, live_response, start_position
 from app.api.log import Wait, log_page_response, read_page
@@ -85,7 +85,7 @@ def parse_subscription(raw: bytes, max_name: int) -> tuple[LogFilter, int | str]
             found.append({"pointer": f"/{member}", "detail": "must be a list of at most 100"})
             continue
         for i, value in enumerate(values):
-            if not isinstance(value, str) or not pattern.match(value) or len(value) > max_name:
+            if not isinstance(value, str) or not pattern.fullmatch(value) or len(value) > max_name:
                 found.append({"pointer": f"/{member}/{i}", "detail": f"not a valid {member}"})
         lists[member] = tuple(v for v in values if isinstance(v, str))
     start = body.get("start", "beginning")
@@ -162,7 +162,7 @@ async def list_subscriptions(
     limit: Limit = 100,
 ) -> Response:
     """List subscriptions in name order."""
-    check_page_size(limit, settings)
+    limit = page_size(limit, settings)
     found = await subscriptions.list(after, limit)
     head = await store.head()
     next_url = None
@@ -212,11 +212,15 @@ async def store_checkpoint(
                 v for t in tags if not t.weak and (v := pre.tag_version(t, "If-Match")) is not None
             )
     body = parse_json(await read_body(request, settings.max_body_bytes))
-    position = body.get("position") if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        raise ValidationProblemError([{"pointer": "", "detail": "the body must be an object"}])
+    found = [{"pointer": f"/{k}", "detail": "unknown member"} for k in body if k != "position"]
+    position = body.get("position")
     if type(position) is not int or not 0 <= position <= MAX_INT64:
-        raise ValidationProblemError(
-            [{"pointer": "/position", "detail": "required: a position >= 0"}]
-        )
+        found.append({"pointer": "/position", "detail": "required: a position >= 0"})
+    if found:
+        raise ValidationProblemError(found)
+    assert isinstance(position, int)
     stored = await subscriptions.checkpoint(name, position, expected, if_match or "")
     result = subscription_body(stored, await store.head())
     return json_response(dumps(result), headers={"ETag": pre.etag(stored.position)})
@@ -237,7 +241,7 @@ async def read_subscription_events(
     wait: Wait = 0,
 ) -> Response:
     """The next page of matching events after the subscription's checkpoint."""
-    check_page_size(limit, settings)
+    limit = page_size(limit, settings)
     found = await subscriptions.get(name)
     page = await read_page(broadcaster, found.position, limit, found.filter, wait)
     next_url = f"/subscriptions/{quote(name)}/events?" + urlencode({"limit": limit})

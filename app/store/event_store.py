@@ -105,6 +105,11 @@ class EventStore:
             async with self._write_lock:
                 yield
 
+    def pool_checked_out(self) -> int:
+        """Connections of the pool in use right now."""
+        checked_out = getattr(self.engine.pool, "checkedout", None)
+        return int(checked_out()) if callable(checked_out) else 0
+
     def committed(self, head: int) -> None:
         """Tell the after-commit hooks (the notifier) that the head moved."""
         for hook in self.after_commit:

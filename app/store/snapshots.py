@@ -54,11 +54,13 @@ class SnapshotStore:
         async with self.events.connect(write=True) as conn, conn.begin():
             current = await queries.stream_version(conn, stream_id)
             if version > current:
-                raise OutOfRangeError(
-                    "/version",
-                    f"stream {stream_id!r} is at version {current}; a snapshot needs "
-                    f"1 <= version <= {current}",
+                detail = (
+                    f"stream {stream_id!r} has no events; there is nothing to snapshot"
+                    if current == 0
+                    else f"stream {stream_id!r} is at version {current}; a snapshot needs "
+                    f"1 <= version <= {current}"
                 )
+                raise OutOfRangeError("/version", detail)
             row = (await conn.execute(upsert)).one_or_none()
             if row is None:
                 stored = await conn.execute(

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from app.settings import Settings
 from tests.api import TIMESTAMP, append_ok, assert_problem, fill
 from tests.factories import event_body
 
@@ -189,3 +190,20 @@ async def test_wait_returns_empty_when_nothing_arrives(client: httpx.AsyncClient
     assert_log_page(idle, [], 2, 2, "/events?after=2&limit=100")
     filtered = await client.get("/events", params={"wait": 0.3, "type": "Nope"})
     assert_log_page(filtered, [], 2, 2, "/events?after=2&limit=100&type=Nope")
+
+
+async def test_max_page_size_setting_caps_pages(settings: Settings) -> None:
+    from app.main import create_app
+
+    small = settings.model_copy(update={"max_page_size": 2})
+    app = create_app(small)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            body = {"events": [{"type": "T", "data": i} for i in range(5)]}
+            assert (await client.post("/streams/Cap-1", json=body)).status_code == 201
+            page = (await client.get("/events")).json()
+            stream = (await client.get("/streams/Cap-1", params={"limit": 500})).json()
+    assert [e["position"] for e in page["events"]] == [1, 2]
+    assert page["next"] == "/events?after=2&limit=2"
+    assert [e["version"] for e in stream["events"]] == [1, 2]

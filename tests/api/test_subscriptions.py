@@ -58,6 +58,8 @@ async def test_create_get_list_delete(client: httpx.AsyncClient) -> None:
         ({"stream": ["$bad"]}, "/stream/0"),
         ({"type": "Placed"}, "/type"),
         ({"filter": {}}, "/filter"),
+        ({"type": ["Placed\n"]}, "/type/0"),
+        ({"stream": ["Order-1\n"]}, "/stream/0"),
     ],
 )
 async def test_bad_subscriptions_are_422(
@@ -95,6 +97,8 @@ async def test_checkpoint_bounds_and_conditions(client: httpx.AsyncClient) -> No
         "/subscriptions/s1/checkpoint", json={"position": 1}, headers={"If-Match": "2"}
     )
     assert bad_tag.status_code == 400
+    extra = await client.put("/subscriptions/s1/checkpoint", json={"position": 1, "bogus": 1})
+    assert (extra.status_code, extra.json()["errors"][0]["pointer"]) == (422, "/bogus")
     missing = await client.put("/subscriptions/nope/checkpoint", json={"position": 1})
     assert missing.status_code == 404
     assert (await client.get("/subscriptions/s1")).json()["position"] == 2

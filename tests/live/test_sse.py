@@ -326,3 +326,61 @@ async def test_slow_reader_is_disconnected_and_costs_bounded_memory(
 
 async def _equals(value: Awaitable[float], expected: float) -> bool:
     return await value == expected
+
+
+async def test_waiting_subscribers_hold_no_database_connection(servers: ServerFactory) -> None:
+    server = servers(pool_size=2, pool_max_overflow=0)
+    async with httpx.AsyncClient(timeout=DEADLINE) as client:
+        await append(client, server.url, "Pool-1")
+        # More waiting subscribers and long polls than the pool has connections.
+        tasks = [
+            await subscribed(client, f"{server.url}/events/live?after=0", reached(2))
+            for _ in range(6)
+        ]
+        polls = [
+            asyncio.create_task(client.get(f"{server.url}/events?after=1&wait=30"))
+            for _ in range(4)
+        ]
+
+        async def none_in_use() -> bool:
+            text = (await client.get(f"{server.url}/metrics")).text
+            line = next(x for x in text.splitlines() if x.startswith("evstore_db_pool_checked_out"))
+            return float(line.split()[1]) == 0
+
+        # Reads take a connection for a moment; a waiter that kept one would never let
+        # the count reach zero while all ten of them are still waiting.
+        await eventually(none_in_use, "no pooled connection in use while all wait")
+        assert not any(t.done() for t in [*tasks, *polls])
+        # and appends still get connections while they all wait
+        await append(client, server.url, "Pool-1")
+        got = await asyncio.gather(*tasks)
+        pages = [(await p).json() for p in polls]
+    assert all([m.position for m in events_of(g)] == [1, 2] for g in got)
+    assert all([e["position"] for e in page["events"]] == [2] for page in pages)
+
+
+async def test_subscription_live_starts_after_the_checkpoint(servers: ServerFactory) -> None:
+    server = servers()
+    async with httpx.AsyncClient(timeout=DEADLINE) as client:
+        await append(client, server.url, "Order-1", 3)
+        await append(client, server.url, "User-1")
+        created = await client.put(
+            f"{server.url}/subscriptions/orders", json={"category": ["Order"]}
+        )
+        assert created.status_code == 201
+        moved = await client.put(
+            f"{server.url}/subscriptions/orders/checkpoint", json={"position": 1}
+        )
+        assert moved.status_code == 200
+        url = f"{server.url}/subscriptions/orders/live"
+        task = await subscribed(client, url, reached(6))
+        await append(client, server.url, "User-2")
+        await append(client, server.url, "Order-2")
+        got = await task
+        resumed = await collect(client, url, reached(6), headers={"Last-Event-ID": "3"})
+        missing = await client.get(f"{server.url}/subscriptions/nope/live")
+        after = (await client.get(f"{server.url}/subscriptions/orders")).json()
+    assert after["position"] == 1  # reading does not move the checkpoint: at least once
+    assert [m.position for m in events_of(got)] == [2, 3, 6]
+    assert [m.position for m in events_of(resumed)] == [6]
+    assert missing.status_code == 404
