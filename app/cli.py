@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> int:
     import uvicorn
 
+    from app.api.logs import log_config
     from app.domain.errors import EvstoreError
     from app.store.engine import check_schema, upgrade
 
@@ -70,6 +71,8 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
         loop="uvloop",
         http="httptools",
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
+        access_log=False,  # RequestIdMiddleware writes the access lines
         timeout_graceful_shutdown=5,
         proxy_headers=False,
     )

@@ -16,6 +16,7 @@ from starlette.routing import Match
 from app.api import live, log, ops, problems, snapshots, streams, subscriptions
 from app.api import openapi as openapi_document
 from app.api.limits import BodyLimit
+from app.api.logs import RequestIdMiddleware
 from app.api.metrics import Metrics, MetricsMiddleware
 from app.live.broadcaster import Broadcaster
 from app.settings import Settings
@@ -51,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else LocalNotifier(store, settings.live_poll_seconds)
         )
         broadcaster = Broadcaster(store, settings.live_cache_events, settings.live_page_size)
-        writer = Writer(store)
+        writer = Writer(store, on_batch=metrics.batch_sizes.observe)
         store.batcher = writer.append
         store.after_commit.append(notifier.published)
         notifier.subscribe(broadcaster.wake)
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(405, _method_not_allowed)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every line of a request has its id
 
     def openapi() -> dict[str, Any]:
         return openapi_document.build(app)

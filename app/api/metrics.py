@@ -34,6 +34,12 @@ class Metrics:
         self.events = Counter(
             "evstore_events_appended", "Events written by appends", registry=self.registry
         )
+        self.batch_sizes = Histogram(
+            "evstore_append_batch_requests",
+            "Append requests committed together by the group-commit writer",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
         self.live_subscribers = Gauge(
             "evstore_live_subscribers", "Connected live subscribers", registry=self.registry
         )
@@ -76,13 +82,13 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = _route_template(scope)
+            route = route_template(scope)
             method = scope["method"]
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
 
 
-def _route_template(scope: Scope) -> str:
+def route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     if isinstance(path, str):

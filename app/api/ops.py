@@ -36,6 +36,28 @@ async def health(store: StoreDep, settings: SettingsDep) -> Response:
 
 
 @router.get(
+    "/health/live",
+    operation_id="healthLive",
+    response_model=HealthOut,
+)
+async def health_live() -> Response:
+    """Liveness: the process serves HTTP (the database is not consulted)."""
+    body = {"status": "ok", "database": "not checked", "head": None}
+    return Response(dumps(body), 200, media_type="application/json")
+
+
+@router.get(
+    "/health/ready",
+    operation_id="healthReady",
+    response_model=HealthOut,
+    responses={503: {"description": "The database cannot be reached", "model": HealthOut}},
+)
+async def health_ready(store: StoreDep, settings: SettingsDep) -> Response:
+    """Readiness: the database answers (the same as /health)."""
+    return await health(store, settings)
+
+
+@router.get(
     "/metrics",
     operation_id="metrics",
     response_class=Response,

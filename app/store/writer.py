@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -54,8 +55,14 @@ class _RetryAloneError(Exception):
 
 
 class Writer:
-    def __init__(self, store: EventStore, max_batch_events: int = 10_000) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        max_batch_events: int = 10_000,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self.store = store
+        self.on_batch = on_batch  # told the number of requests of each batch
         self.max_batch_events = max_batch_events
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -96,6 +103,8 @@ class Writer:
     async def _commit(self, requests: list[_Request]) -> None:
         self.batches += 1
         self.batched_requests += len(requests)
+        if self.on_batch is not None:
+            self.on_batch(len(requests))
         try:
             if len(requests) == 1:
                 only = requests[0]
