@@ -7,7 +7,8 @@ while a lower position is still uncommitted, and a tailing reader skips it for g
 the bug DESIGN section 3 rules out. Everything else (versions, receipts) stays correct.
 
 Install it on a test database with `install_sequence`, then patch
-`app.store.append.PG_INSERT` with `BROKEN_PG_INSERT` (pytest's monkeypatch).
+`app.store.append.PG_INSERT` (every append, alone or batched) with `BROKEN_PG_INSERT`
+(pytest's monkeypatch).
 """
 
 from __future__ import annotations
@@ -24,19 +25,23 @@ BROKEN_PG_INSERT = sa.text(
     WITH inserted AS (
         INSERT INTO events (position, event_id, stream_id, category, version, type,
                             data, metadata, recorded_at)
-        SELECT nextval('{SEQUENCE}'), e.event_id, :stream_id, :category,
-               :base_version + e.ord, e.type, e.data, e.metadata, :recorded_at
-        FROM unnest(CAST(:event_ids AS uuid[]), CAST(:types AS text[]),
-                    CAST(:datas AS jsonb[]), CAST(:metadatas AS jsonb[]))
-                 WITH ORDINALITY AS e(event_id, type, data, metadata, ord)
+        SELECT nextval('{SEQUENCE}'), e.event_id, e.stream_id, e.category, e.version,
+               e.type, e.data, e.metadata, :recorded_at
+        FROM unnest(CAST(:event_ids AS uuid[]), CAST(:stream_ids AS text[]),
+                    CAST(:categories AS text[]), CAST(:versions AS bigint[]),
+                    CAST(:types AS text[]), CAST(:datas AS jsonb[]),
+                    CAST(:metadatas AS jsonb[]))
+                 WITH ORDINALITY AS e(event_id, stream_id, category, version, type, data,
+                                      metadata, ord)
         ORDER BY e.ord
-        RETURNING position, version
+        RETURNING position, event_id
     ), moved AS (
         UPDATE log_head
         SET position = GREATEST(position, (SELECT max(position) FROM inserted))
         WHERE id = 1 AND CAST(:n AS bigint) > 0
     )
-    SELECT position FROM inserted ORDER BY version
+    SELECT position FROM inserted
+    ORDER BY array_position(CAST(:event_ids AS uuid[]), event_id)
     """
 )
 

@@ -5,8 +5,9 @@ Order inside one transaction (DESIGN sections 3 and 4):
 2. check the expected version (a failed check may still be an idempotent retry);
 3. move the stream's version;
 4. take positions from the one-row counter and insert the events, as late as possible
-   and in one statement on PostgreSQL, so the counter's row lock, which serialises every
-   append in every process until commit, is held for one statement and the commit.
+   and in one statement on PostgreSQL (PG_INSERT, shared with group commit), so the
+   counter's row lock, which serialises every append in every process until commit,
+   is held for one statement and the commit.
 A unique violation on event_id rolls everything back; the caller then decides between
 an idempotent replay and a 409.
 """
@@ -27,24 +28,6 @@ from app.store.tables import events, log_head, streams
 
 # Test seam: awaited inside the transaction after the insert, before the commit.
 BeforeCommit = Callable[[str], Awaitable[None]]
-
-PG_INSERT = sa.text(
-    """
-    WITH head AS (
-        UPDATE log_head SET position = position + :n WHERE id = 1 RETURNING position
-    )
-    INSERT INTO events (position, event_id, stream_id, category, version, type,
-                        data, metadata, recorded_at)
-    SELECT head.position - :n + e.ord, e.event_id, :stream_id, :category,
-           :base_version + e.ord, e.type, e.data, e.metadata, :recorded_at
-    FROM head,
-         unnest(CAST(:event_ids AS uuid[]), CAST(:types AS text[]),
-                CAST(:datas AS jsonb[]), CAST(:metadatas AS jsonb[]))
-             WITH ORDINALITY AS e(event_id, type, data, metadata, ord)
-    ORDER BY e.ord
-    RETURNING position
-    """
-)
 
 SQLITE_BUMP = (
     sa.update(log_head)
@@ -85,49 +68,12 @@ async def move_stream(conn: AsyncConnection, stream_id: str, version: int, now: 
 async def insert_events(
     conn: AsyncConnection,
     stream_id: str,
-    category: str,
     base_version: int,
     new: Sequence[NewEvent],
     now: datetime,
 ) -> list[AppendedEvent]:
     """Take len(new) positions from the counter and insert the events at them."""
-    n = len(new)
-    if conn.dialect.name == "postgresql":
-        rows = await conn.execute(
-            PG_INSERT,
-            {
-                "n": n,
-                "stream_id": stream_id,
-                "category": category,
-                "base_version": base_version,
-                "recorded_at": now,
-                "event_ids": [e.id for e in new],
-                "types": [e.type for e in new],
-                "datas": [e.data for e in new],
-                "metadatas": [e.metadata for e in new],
-            },
-        )
-        positions = [int(p) for p in rows.scalars()]
-    else:
-        last = int((await conn.execute(SQLITE_BUMP, {"n": n})).scalar_one())
-        positions = list(range(last - n + 1, last + 1))
-        await conn.execute(
-            sa.insert(events),
-            [
-                {
-                    "position": position,
-                    "event_id": e.id,
-                    "stream_id": stream_id,
-                    "category": category,
-                    "version": base_version + i + 1,
-                    "type": e.type,
-                    "data": e.data,
-                    "metadata": e.metadata,
-                    "recorded_at": now,
-                }
-                for i, (e, position) in enumerate(zip(new, positions, strict=True))
-            ],
-        )
+    positions = await insert_batch(conn, [(stream_id, base_version, new)], now)
     return [
         AppendedEvent(id=e.id, version=base_version + i + 1, position=position)
         for i, (e, position) in enumerate(zip(new, positions, strict=True))
@@ -148,7 +94,7 @@ async def find_event_ids(
 
 # --- group commit: the same steps for a batch of requests -----------------------------
 
-PG_INSERT_BATCH = sa.text(
+PG_INSERT = sa.text(
     """
     WITH head AS (
         UPDATE log_head SET position = position + :n WHERE id = 1 RETURNING position
@@ -229,7 +175,7 @@ async def insert_batch(
     n = len(rows)
     if conn.dialect.name == "postgresql":
         result = await conn.execute(
-            PG_INSERT_BATCH,
+            PG_INSERT,
             {
                 "n": n,
                 "recorded_at": now,

@@ -146,7 +146,7 @@ class EventStore:
                         return replay_or_conflict(stream_id, new, found)
                     raise WrongExpectedVersionError(stream_id, expected.raw, current)
                 await tx.move_stream(conn, stream_id, current + len(new), now)
-                appended = await tx.insert_events(conn, stream_id, category, current, new, now)
+                appended = await tx.insert_events(conn, stream_id, current, new, now)
                 if self.before_commit is not None:
                     await self.before_commit(stream_id)
         except exc.IntegrityError as e:
