@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from app.domain.encoding import event_json
-from app.domain.types import RecordedEvent
+from app.domain.encoding import events_json
 
-
-def events_json(events: list[RecordedEvent]) -> str:
-    return "[" + ",".join(event_json(e) for e in events) + "]"
+__all__ = ["IMMUTABLE", "NO_CACHE", "events_json", "json_response"]
 
 
 def json_response(

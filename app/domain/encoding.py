@@ -23,10 +23,26 @@ def timestamp(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def event_json(e: RecordedEvent) -> str:
-    """One line of JSON (stored JSON text never holds a raw newline)."""
+def event_json(e: RecordedEvent, stamp: str | None = None) -> str:
+    """One line of JSON (stored JSON text never holds a raw newline). Stream ids and
+    types are quoted as they are: the only write path admits just characters that JSON
+    needs no escape for (A-Z a-z 0-9 - _ . : @ ~ =). `stamp` is recorded_at already
+    formatted, when the caller has it."""
     return (
-        f'{{"id":"{e.id}","stream_id":{dumps_text(e.stream_id)},"type":{dumps_text(e.type)},'
+        f'{{"id":"{e.id}","stream_id":"{e.stream_id}","type":"{e.type}",'
         f'"version":{e.version},"position":{e.position},"data":{e.data},'
-        f'"metadata":{e.metadata},"recorded_at":"{timestamp(e.recorded_at)}"}}'
+        f'"metadata":{e.metadata},"recorded_at":"{stamp or timestamp(e.recorded_at)}"}}'
     )
+
+
+def events_json(events: list[RecordedEvent]) -> str:
+    """A JSON array of events; the events of one append share one timestamp, so each
+    distinct timestamp is formatted once."""
+    stamps: dict[datetime, str] = {}
+    parts = []
+    for e in events:
+        stamp = stamps.get(e.recorded_at)
+        if stamp is None:
+            stamp = stamps[e.recorded_at] = timestamp(e.recorded_at)
+        parts.append(event_json(e, stamp))
+    return "[" + ",".join(parts) + "]"

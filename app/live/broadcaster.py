@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 
 from app.domain.errors import StoreUnavailableError
 from app.domain.types import LogFilter, LogPage, RecordedEvent
+from app.live.wire import event_message
 from app.store.event_store import EventStore
 
 EVERYTHING = LogFilter()
@@ -29,6 +30,10 @@ class Broadcaster:
         self.visible = 0
         self._target = 0
         self._cache: deque[RecordedEvent] = deque(maxlen=cache_size)
+        # Rendered SSE messages by position: each event is encoded once per process,
+        # however many subscribers it goes to.
+        self._rendered: OrderedDict[int, bytes] = OrderedDict()
+        self._rendered_max = max(cache_size, page_size)
         self._changed = asyncio.Event()
         self._wanted = asyncio.Event()
         self._resync = False
@@ -97,6 +102,15 @@ class Broadcaster:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), left)
         return self.visible > position
+
+    def message_for(self, event: RecordedEvent) -> bytes:
+        """The event's SSE message, rendered once and shared by every subscriber."""
+        rendered = self._rendered.get(event.position)
+        if rendered is None:
+            rendered = self._rendered[event.position] = event_message(event)
+            if len(self._rendered) > self._rendered_max:
+                self._rendered.popitem(last=False)
+        return rendered
 
     async def read_fresh(self, after: int, limit: int, where: LogFilter) -> LogPage:
         """A page from the database: sees every append acknowledged before the call

@@ -12,9 +12,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from app.domain.encoding import event_json
 from app.domain.types import LogFilter
 from app.live.broadcaster import Broadcaster
+from app.live.wire import message
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,11 +23,6 @@ class TailOptions:
     retry_ms: int
     checkpoint_seconds: float
     idle_wait_seconds: float
-
-
-def message(event: str | None, position: int, data: str) -> bytes:
-    head = f"event: {event}\n" if event else ""
-    return f"{head}id: {position}\ndata: {data}\n\n".encode()
 
 
 async def tail(
@@ -46,7 +41,7 @@ async def tail(
             read = broadcaster.read if caught_up else broadcaster.read_fresh
             page = await read(cursor, options.page_size, where)
             for event in page.events:
-                yield message(None, event.position, event_json(event))
+                yield broadcaster.message_for(event)
             if page.events:
                 last_id = page.events[-1].position
             cursor = max(cursor, page.next_after)
