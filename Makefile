@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: venv run migrate test lint format openapi bench clean
+.PHONY: venv run migrate test soak lint format openapi bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ migrate: venv
 ## test: the whole suite, on SQLite and PostgreSQL
 test: venv
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## soak: the randomized workload for SOAK_SECONDS (default 600) per backend on a real server
+SOAK_SECONDS ?= 600
+soak: venv
+	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest -s tests/faults/soak_workload.py $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check app tests alembic

@@ -1,0 +1,40 @@
+"""The test TCP proxy with one more fault: a stall. While stalled it accepts new
+connections and reads from open ones but forwards nothing in either direction, as a
+network path that silently drops packets does; `flow()` lets everything through again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from tests.tcp_proxy import TcpProxy
+
+
+class StallingProxy(TcpProxy):
+    def __init__(self, target_host: str, target_port: int) -> None:
+        super().__init__(target_host, target_port)
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def flow(self) -> None:
+        self._flowing.set()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._flowing.wait()  # a new connection hangs before it reaches the server
+        await super()._serve(reader, writer)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                await self._flowing.wait()
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            with contextlib.suppress(Exception):
+                writer.transport.abort()
