@@ -20,7 +20,7 @@ from app.api.logs import RequestIdMiddleware
 from app.api.metrics import Metrics, MetricsMiddleware
 from app.live.broadcaster import Broadcaster
 from app.settings import Settings
-from app.store.engine import check_schema, create_engine, upgrade
+from app.store.engine import check_schema, create_engine, operation_deadline, upgrade
 from app.store.event_store import EventStore
 from app.store.notifier import LocalNotifier, PostgresNotifier
 from app.store.snapshots import SnapshotStore
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else:
             await asyncio.to_thread(check_schema, settings.database_url)
         engine = create_engine(settings)
-        store = EventStore(engine)
+        store = EventStore(engine, deadline=operation_deadline(settings))
         notifier = (
             PostgresNotifier(
                 store,

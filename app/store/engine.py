@@ -67,6 +67,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+def operation_deadline(settings: Settings) -> float:
+    """How long one use of a connection may take in all: a connect, then statements
+    that the server cuts at statement_timeout, and a margin."""
+    return settings.connect_timeout_seconds + settings.statement_timeout_seconds + 1.0
+
+
 def _sqlite_engine(url: sa.URL, settings: Settings) -> AsyncEngine:
     engine = create_async_engine(
         url,

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -38,6 +41,8 @@ from app.store import append as tx
 from app.store import queries
 from app.store.engine import BEGIN_MODE, is_unavailable
 
+log = logging.getLogger("evstore.store")
+
 
 class _EventIdTakenError(Exception):
     """Internal: the insert hit events_event_id_key; the transaction was rolled back."""
@@ -52,8 +57,15 @@ class EventStore:
     """Appends and reads over one engine. Create one per process; it holds no state
     besides the engine and (on SQLite) the in-process writer lock."""
 
-    def __init__(self, engine: AsyncEngine, before_commit: tx.BeforeCommit | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        before_commit: tx.BeforeCommit | None = None,
+        deadline: float | None = None,
+    ) -> None:
         self.engine = engine
+        # Bound on one use of a connection (checkout and statements); PostgreSQL only.
+        self.deadline = deadline if engine.dialect.name == "postgresql" else None
         self.dialect = engine.dialect.name
         # SQLite has one writer per file; queueing here is cheaper than busy-waiting.
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
@@ -68,17 +80,34 @@ class EventStore:
     @contextlib.asynccontextmanager
     async def connect(self, write: bool = False) -> AsyncIterator[AsyncConnection]:
         """A connection from the pool, with driver errors translated; `write` makes
-        SQLite transactions take the write lock up front (BEGIN IMMEDIATE)."""
+        SQLite transactions take the write lock up front (BEGIN IMMEDIATE).
+
+        On PostgreSQL the whole use is bounded by `deadline`: statement_timeout is
+        enforced by the server, which never sees a query sent into a stalled
+        connection. At the deadline the connection's socket is shut down, so whatever
+        waits on it (a statement, or the rollback SQLAlchemy shields on the way out)
+        fails at once as a disconnect, and the caller gets StoreUnavailableError."""
+        timer: asyncio.TimerHandle | None = None
         try:
-            async with self.engine.connect() as conn:
+            async with asyncio.timeout(self.deadline):  # the checkout and its pre-ping
+                conn = await self.engine.connect().start()
+            if self.deadline is not None:
+                timer = asyncio.get_running_loop().call_later(self.deadline, sever, conn)
+            try:
                 if write and self.dialect == "sqlite":
                     conn = await conn.execution_options(**{BEGIN_MODE: "IMMEDIATE"})
                 yield conn
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                await conn.close()
+        except TimeoutError as e:
+            raise StoreUnavailableError("the database did not answer in time") from e
         except exc.SQLAlchemyError as e:
             if is_unavailable(e):
                 raise StoreUnavailableError(type(e).__name__) from e
             raise
-        except (OSError, TimeoutError) as e:
+        except OSError as e:
             raise StoreUnavailableError(type(e).__name__) from e
 
     # --- append --------------------------------------------------------------------
@@ -233,6 +262,19 @@ def replay_or_conflict(
             )
             return AppendResult(stream_id, same_stream[-1][1], receipt, replayed=True)
     raise DuplicateEventIdError([e.id for e in new if e.id in found])
+
+
+def sever(conn: AsyncConnection) -> None:
+    """Shut down the socket under a PostgreSQL connection that outlived its deadline."""
+    try:
+        fairy = conn.sync_connection.connection if conn.sync_connection else None
+        driver = getattr(fairy.dbapi_connection, "driver_connection", None) if fairy else None
+        fd = driver.pgconn.socket if driver is not None else -1
+        if fd >= 0:
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+    except Exception:  # already closed or gone: nothing is waiting on it then
+        log.debug("could not sever a connection", exc_info=True)
 
 
 def violated_constraint(error: exc.IntegrityError) -> str | None:
