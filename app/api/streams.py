@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from app.api import preconditions as pre
 from app.api.body import parse_append, read_body, require_json
-from app.api.deps import MetricsDep, SettingsDep, StoreDep, page_size
+from app.api.deps import MetricsDep, SettingsDep, StoreDep, log_filter, page_size
 from app.api.models import AppendReceipt, RecordedEventOut, StreamListOut, StreamPageOut
 from app.api.params import MAX_INT64, NAME_PATTERN, Direction, IfMatch, IfNoneMatch, Limit, StreamId
 from app.api.render import IMMUTABLE, NO_CACHE, events_json, json_response
@@ -223,7 +223,8 @@ async def list_streams(
 ) -> Response:
     """List streams in stream id order."""
     limit = page_size(limit, settings)
-    found = await store.list_streams(prefix, category or (), after, limit)
+    categories = log_filter(None, category, None, settings.max_name_length).categories
+    found = await store.list_streams(prefix, categories, after, limit)
     next_url = None
     if len(found) == limit:
         query: dict[str, object] = {"after": found[-1].stream_id, "limit": limit}

@@ -252,3 +252,11 @@ async def test_list_streams(client: httpx.AsyncClient) -> None:
         assert ids(await list_all(client, {"limit": limit})) == STREAMS
         paged = await list_all(client, {"limit": limit, "category": ["Order", "User"]})
         assert ids(paged) == [*STREAMS[:4], "User-1"]
+
+
+async def test_stream_listing_rejects_an_invalid_category(client: httpx.AsyncClient) -> None:
+    response = await client.get("/streams", params={"category": ["Order", "$bad"]})
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {"parameter": "category", "detail": "'$bad' is not a valid category"}
+    ]
