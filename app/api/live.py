@@ -39,11 +39,26 @@ class LiveResponse(EventSourceResponse):
             )
 
 
+# One message of the stream, as OpenAPI 3.2 describes text/event-stream items (an
+# absent `event:` field reads as "message").
+SSE_MESSAGE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["message", "caught-up", "checkpoint"]},
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "a position"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": "one line of JSON: the recorded event, or {position[, head]}",
+        },
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "An endless text/event-stream: events (id = position), then "
         "`caught-up` once, `checkpoint` for filtered subscriptions, `: ping` comments",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": SSE_MESSAGE}},
     }
 }
 

@@ -3,14 +3,30 @@ models document them in the OpenAPI document and type the few parsed bodies."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
+from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+from app.api.params import MAX_INT64
+
+# Request models only document the bodies (app/api/body.py parses them); unknown members
+# are a 422 there, so the schemas forbid them too.
+STRICT = ConfigDict(extra="forbid")
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # an explicit null id is a 422, not the default
 
 
 class EventIn(BaseModel):
-    id: str | None = Field(
-        None, description="UUID; send one so that retries are safe. Assigned when absent."
+    model_config = STRICT
+
+    id: UUID | SkipJsonSchema[None] = Field(
+        None,
+        description="UUID; send one so that retries are safe. Assigned when absent.",
+        json_schema_extra=_no_default,
     )
     type: str = Field(..., max_length=200, pattern=r"^[A-Za-z][A-Za-z0-9_.:-]*$")
     data: Any = Field(..., description="any JSON value, stored as sent")
@@ -18,6 +34,8 @@ class EventIn(BaseModel):
 
 
 class AppendRequest(BaseModel):
+    model_config = STRICT
+
     events: list[EventIn] = Field(..., min_length=1, max_length=1000)
 
 
@@ -78,7 +96,11 @@ class HealthOut(BaseModel):
 
 
 class SnapshotIn(BaseModel):
-    version: int = Field(..., ge=1, description="the stream version the state is as of")
+    model_config = STRICT
+
+    version: int = Field(
+        ..., ge=1, le=MAX_INT64, description="the stream version the state is as of"
+    )
     data: Any = Field(..., description="any JSON value")
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -98,10 +120,12 @@ class FilterOut(BaseModel):
 
 
 class SubscriptionIn(BaseModel):
+    model_config = STRICT
+
     stream: list[str] = Field(default_factory=list, description="exact stream ids (OR)")
     category: list[str] = Field(default_factory=list, description="categories (OR)")
     type: list[str] = Field(default_factory=list, description="event types (OR)")
-    start: str | int = Field(
+    start: Literal["beginning", "end"] | Annotated[int, Field(ge=0, le=MAX_INT64)] = Field(
         "beginning", description='"beginning", "end" (the head now) or a position'
     )
 
@@ -121,7 +145,11 @@ class SubscriptionListOut(BaseModel):
 
 
 class CheckpointIn(BaseModel):
-    position: int = Field(..., ge=0, description="processed up to here, 0 <= position <= head")
+    model_config = STRICT
+
+    position: int = Field(
+        ..., ge=0, le=MAX_INT64, description="processed up to here, 0 <= position <= head"
+    )
 
 
 class ErrorItem(BaseModel):
