@@ -69,7 +69,11 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
         port=port or settings.port,
         workers=workers or settings.workers,
         loop="uvloop",
-        http="httptools",
+        # httptools with the header limits uvicorn only enforces for h11 (app/server.py)
+        http="app.server:LimitedHttpToolsProtocol",
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        timeout_keep_alive=settings.keep_alive_seconds,
+        limit_concurrency=settings.max_concurrent_connections,
         log_level=settings.log_level,
         log_config=log_config(settings.log_level),
         access_log=False,  # RequestIdMiddleware writes the access lines

@@ -50,3 +50,16 @@ class Settings(BaseSettings):
     connect_timeout_seconds: float = Field(5.0, gt=0)
     statement_timeout_seconds: float = Field(30.0, gt=0)
     retry_after_seconds: int = Field(1, ge=1, description="Retry-After sent with a 503")
+
+    # The HTTP server (`evstore serve`): see app/server.py and the README's "Limits of
+    # the HTTP server".
+    max_header_bytes: int = Field(
+        32 * 1024, ge=1024, description="request line and headers; more is a 431"
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="a request's headers must arrive within this, else 408"
+    )
+    keep_alive_seconds: int = Field(5, ge=1, description="idle keep-alive connections close")
+    max_concurrent_connections: int | None = Field(
+        None, ge=1, description="beyond this many connections or requests: 503; None: no cap"
+    )

@@ -1,0 +1,129 @@
+"""The HTTP server's own limits: uvicorn's httptools protocol with a cap on the header
+block and a deadline for it.
+
+uvicorn enforces `h11_max_incomplete_event_size` only with h11; with httptools (which
+`evstore serve` uses for speed) a client may send headers without end, and the parser
+buffers all of them. Nor does uvicorn time out a request whose headers never finish.
+This protocol answers such requests itself, before the app sees them:
+
+- more than `max_header_bytes` before the blank line that ends the headers: `431` and
+  the connection is closed;
+- headers not complete within `header_timeout_seconds` of the request's first byte (or
+  of the connection's opening): `408` and the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from app.settings import Settings
+
+HEADERS_END = b"\r\n\r\n"
+REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
+
+
+@functools.cache
+def _header_timeout() -> float:
+    return Settings().header_timeout_seconds  # read once per worker process
+
+
+def _problem(status: int, slug: str, title: str, detail: str) -> bytes:
+    body = json.dumps(
+        {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail},
+        separators=(",", ":"),
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status} {REASONS[status]}\r\n"
+        "content-type: application/problem+json\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """httptools with a bounded, timed header block (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.max_header_bytes = config.h11_max_incomplete_event_size or 16 * 1024
+        self.header_timeout = _header_timeout()
+        self.in_headers = True  # between a request's first byte and its blank line
+        self.header_bytes = 0
+        self.tail = b""  # the last bytes seen, for a blank line split across reads
+        self.header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_deadline()  # a connection that never sends a byte is timed too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.in_headers:
+            self._start_deadline()
+            self.header_bytes += self._header_part(data)
+            if self.header_bytes > self.max_header_bytes:
+                detail = (
+                    f"the request line and headers take more than {self.max_header_bytes} bytes"
+                )
+                self._refuse(431, "headers-too-large", "Request header fields too large", detail)
+                return
+        super().data_received(data)
+
+    def _header_part(self, data: bytes) -> int:
+        """How many bytes of `data` belong to the header block (the rest is body)."""
+        keep = len(HEADERS_END) - 1
+        before, self.tail = self.tail, (self.tail + data[-keep:])[-keep:]
+        joint = (before + data[:keep]).find(HEADERS_END)
+        if joint >= 0:  # the blank line straddles the previous read and this one
+            return joint + len(HEADERS_END) - len(before)
+        end = data.find(HEADERS_END)
+        return len(data) if end < 0 else end + len(HEADERS_END)
+
+    def on_headers_complete(self) -> None:
+        self.in_headers = False
+        self._stop_deadline()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        # The next request on this connection starts its own count and clock.
+        self.in_headers, self.header_bytes, self.tail = True, 0, b""
+
+    def _start_deadline(self) -> None:
+        if self.header_deadline is None and self.transport is not None:
+            self.header_deadline = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def _stop_deadline(self) -> None:
+        if self.header_deadline is not None:
+            self.header_deadline.cancel()
+            self.header_deadline = None
+
+    def _too_slow(self) -> None:
+        self.header_deadline = None
+        if self.in_headers and not self.transport.is_closing():
+            detail = f"the request headers did not arrive within {self.header_timeout:g} s"
+            self._refuse(408, "request-timeout", "Request timeout", detail)
+
+    def _refuse(self, status: int, slug: str, title: str, detail: str) -> None:
+        self.logger.warning("refused a request: %s", detail)
+        self._stop_deadline()
+        self.in_headers = False
+        self.transport.write(_problem(status, slug, title, detail))
+        self.transport.close()
