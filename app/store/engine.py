@@ -7,7 +7,11 @@ front (BEGIN IMMEDIATE) instead of failing to upgrade a read lock halfway throug
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,8 @@ from alembic import command
 from app.domain.errors import SchemaOutOfDateError, StoreUnavailableError
 from app.settings import Settings
 
-BEGIN_MODE = "evstore_begin"  # execution option: "IMMEDIATE" for SQLite writers
+BEGIN_MODE = "evstore_begin"
+log = logging.getLogger("evstore.store")  # execution option: "IMMEDIATE" for SQLite writers
 
 
 def _driver(url: str, sqlite_driver: str) -> sa.URL:
@@ -52,7 +57,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, settings)
     timeout_ms = int(settings.statement_timeout_seconds * 1000)
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=settings.pool_size,
         max_overflow=settings.pool_max_overflow,
@@ -65,6 +70,40 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "application_name": "evstore",
         },
     )
+    _bound_pre_ping(engine, settings.connect_timeout_seconds)
+    return engine
+
+
+def _bound_pre_ping(engine: AsyncEngine, seconds: float) -> None:
+    """The pool's pre-ping waits on the network like any statement, so a connection
+    whose path has stalled would hang the checkout; sever it if the ping takes longer
+    than `seconds`, and the pool discards it as disconnected."""
+    dialect = engine.dialect
+    ping = dialect.do_ping
+
+    def bounded_ping(dbapi_connection: Any) -> bool:
+        loop = asyncio.get_running_loop()
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        timer = loop.call_later(seconds, sever_driver, driver)
+        try:
+            return bool(ping(dbapi_connection))
+        finally:
+            timer.cancel()
+
+    dialect.do_ping = bounded_ping  # type: ignore[method-assign]
+
+
+def sever_driver(driver: Any) -> None:
+    """Shut down the socket under a psycopg connection, so that whatever waits on it
+    fails at once as a disconnect (closing the descriptor under a waiting reader would
+    not wake it)."""
+    try:
+        fd = driver.pgconn.socket if driver is not None else -1
+        if fd >= 0:
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+    except Exception:  # already closed: nothing waits on it then
+        log.debug("could not sever a connection", exc_info=True)
 
 
 def operation_deadline(settings: Settings) -> float:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -39,7 +37,7 @@ from app.domain.types import (
 )
 from app.store import append as tx
 from app.store import queries
-from app.store.engine import BEGIN_MODE, is_unavailable
+from app.store.engine import BEGIN_MODE, is_unavailable, sever_driver
 
 log = logging.getLogger("evstore.store")
 
@@ -266,15 +264,8 @@ def replay_or_conflict(
 
 def sever(conn: AsyncConnection) -> None:
     """Shut down the socket under a PostgreSQL connection that outlived its deadline."""
-    try:
-        fairy = conn.sync_connection.connection if conn.sync_connection else None
-        driver = getattr(fairy.dbapi_connection, "driver_connection", None) if fairy else None
-        fd = driver.pgconn.socket if driver is not None else -1
-        if fd >= 0:
-            with socket.socket(fileno=os.dup(fd)) as sock:
-                sock.shutdown(socket.SHUT_RDWR)
-    except Exception:  # already closed or gone: nothing is waiting on it then
-        log.debug("could not sever a connection", exc_info=True)
+    fairy = conn.sync_connection.connection if conn.sync_connection else None
+    sever_driver(getattr(fairy, "driver_connection", None) if fairy is not None else None)
 
 
 def violated_constraint(error: exc.IntegrityError) -> str | None:

@@ -26,7 +26,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import exc
 
-from app.domain.errors import DuplicateEventIdError, EvstoreError, WrongExpectedVersionError
+from app.domain.errors import (
+    DuplicateEventIdError,
+    EvstoreError,
+    StoreUnavailableError,
+    WrongExpectedVersionError,
+)
 from app.domain.types import AppendedEvent, AppendResult, ExpectedVersion, NewEvent
 from app.store import append as tx
 from app.store.event_store import EventStore, replay_or_conflict
@@ -98,9 +103,21 @@ class Writer:
                 request = self._queue.get_nowait()
                 requests.append(request)
                 events += len(request.new)
-            await self._commit(requests)
+            if await self._commit(requests):
+                self._fail_queued()
 
-    async def _commit(self, requests: list[_Request]) -> None:
+    def _fail_queued(self) -> None:
+        """The database just failed a batch: the appends queued behind it have waited
+        that long already, so they get the same 503 now instead of each trying again."""
+        while not self._queue.empty():
+            request = self._queue.get_nowait()
+            self._queue.task_done()
+            if not request.done.done():
+                request.done.set_exception(StoreUnavailableError("the database did not answer"))
+
+    async def _commit(self, requests: list[_Request]) -> bool:
+        """Commit a batch and answer its requests; True when the database failed it."""
+        unavailable = False
         self.batches += 1
         self.batched_requests += len(requests)
         if self.on_batch is not None:
@@ -115,6 +132,7 @@ class Writer:
             for request in requests:
                 await self._alone(request)
         except EvstoreError as e:
+            unavailable = isinstance(e, StoreUnavailableError)
             for request in requests:
                 request.outcome = request.outcome or e
         except Exception as e:  # never leave a caller waiting
@@ -130,6 +148,7 @@ class Writer:
                 request.done.set_result(request.outcome)
             elif request.outcome is not None:
                 request.done.set_exception(request.outcome)
+        return unavailable
 
     async def _alone(self, request: _Request) -> None:
         try:
