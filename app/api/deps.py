@@ -21,32 +21,32 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@~=-]*")
 _TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]*")
 
 
-def get_store(request: Request) -> EventStore:
+async def get_store(request: Request) -> EventStore:
     store: EventStore = request.app.state.store
     return store
 
 
-def get_snapshots(request: Request) -> SnapshotStore:
+async def get_snapshots(request: Request) -> SnapshotStore:
     snapshots: SnapshotStore = request.app.state.snapshots
     return snapshots
 
 
-def get_subscriptions(request: Request) -> SubscriptionStore:
+async def get_subscriptions(request: Request) -> SubscriptionStore:
     subscriptions: SubscriptionStore = request.app.state.subscriptions
     return subscriptions
 
 
-def get_broadcaster(request: Request) -> Broadcaster:
+async def get_broadcaster(request: Request) -> Broadcaster:
     broadcaster: Broadcaster = request.app.state.broadcaster
     return broadcaster
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from app.domain import errors as de
@@ -207,6 +208,10 @@ def install(app: FastAPI, retry_after: int) -> None:
         }.get(error.status_code, str(error.detail))
         return problem(error.status_code, slug, title, detail, dict(error.headers or {}))
 
+    async def on_disconnect(_: Request, error: Exception) -> Response:
+        # The client went away while sending its body; nobody reads this answer.
+        return problem(400, "malformed-json", "Malformed JSON", "the client disconnected")
+
     async def on_unexpected(_: Request, error: Exception) -> Response:
         return render(error, INTERNAL, "an unexpected error occurred")
 
@@ -215,5 +220,6 @@ def install(app: FastAPI, retry_after: int) -> None:
     app.add_exception_handler(de.StoreUnavailableError, on_unavailable)
     app.add_exception_handler(de.SchemaOutOfDateError, on_unavailable)
     app.add_exception_handler(RequestValidationError, on_request_validation)
+    app.add_exception_handler(ClientDisconnect, on_disconnect)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)
