@@ -44,8 +44,18 @@ format: venv
 openapi: venv
 	$(BIN)/evstore openapi --output openapi/openapi.json
 
-bench: venv
-	@echo "the benchmark suite is not written yet (issue 5)" >&2; exit 1
+BENCH_STAMP := $(VENV)/.bench-stamp
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+## bench: the benchmark suite of issue 5 against real servers (needs wrk, pgbench and
+## PostgreSQL on 127.0.0.1:5432); about 40 minutes; writes bench/RESULTS.md.
+## Not part of `make test`. Shorter: make bench BENCH_ARGS="--soak-seconds 120"
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
