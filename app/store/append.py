@@ -14,7 +14,7 @@ an idempotent replay and a 409.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -25,9 +25,6 @@ __all__ = ["AsyncConnection"]
 
 from app.domain.types import AppendedEvent, NewEvent, category_of
 from app.store.tables import events, log_head, streams
-
-# Test seam: awaited inside the transaction after the insert, before the commit.
-BeforeCommit = Callable[[str], Awaitable[None]]
 
 SQLITE_BUMP = (
     sa.update(log_head)

@@ -58,7 +58,6 @@ class EventStore:
     def __init__(
         self,
         engine: AsyncEngine,
-        before_commit: tx.BeforeCommit | None = None,
         deadline: float | None = None,
     ) -> None:
         self.engine = engine
@@ -67,7 +66,6 @@ class EventStore:
         self.dialect = engine.dialect.name
         # SQLite has one writer per file; queueing here is cheaper than busy-waiting.
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
-        self.before_commit = before_commit
         # Set by the app to its group-commit writer; None appends one at a time.
         self.batcher: (
             Callable[[str, list[NewEvent], ExpectedVersion], Awaitable[AppendResult]] | None
@@ -174,8 +172,6 @@ class EventStore:
                     raise WrongExpectedVersionError(stream_id, expected.raw, current)
                 await tx.move_stream(conn, stream_id, current + len(new), now)
                 appended = await tx.insert_events(conn, stream_id, current, new, now)
-                if self.before_commit is not None:
-                    await self.before_commit(stream_id)
         except exc.IntegrityError as e:
             constraint = violated_constraint(e)
             if constraint == "events_event_id_key":
