@@ -52,7 +52,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	touch $(BENCH_STAMP)
 
 ## bench: the benchmark suite of issue 5 against real servers (needs wrk, pgbench and
-## PostgreSQL on 127.0.0.1:5432); about 40 minutes; writes bench/RESULTS.md.
+## PostgreSQL on 127.0.0.1:5432); about 45 minutes; writes bench/RESULTS.md.
 ## Not part of `make test`. Shorter: make bench BENCH_ARGS="--soak-seconds 120"
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -246,7 +246,11 @@ def main() -> None:
         for _ in range(args.runs):
             with target(args.backend, args.bare) as (base, pid):
                 runs.append(measure(base, pid, count, rate, args.seconds))
-        summary = {k: median([r[k] for r in runs]) for k in runs[0]}
+        summary = {
+            k: median([r[k] for r in runs])
+            for k in runs[0]
+            if all(isinstance(r[k], int | float) for r in runs)
+        }
         print(json.dumps({"backend": "bare" if args.bare else args.backend, **summary}))
 
 

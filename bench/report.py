@@ -87,15 +87,17 @@ class Report:
         )
         self.targets()
         self.ceilings()
-        self.appends()
-        self.reads()
-        self.live()
-        self.soak()
+        for section, plot in (
+            (self.appends, "appends.png"),
+            (self.reads, "reads.png"),
+            (self.live, "live.png"),
+            (self.soak, "soak.png"),
+        ):
+            section()
+            if plot in plots:
+                self.add(f"![{plot}]({plot})", "")
         self.logs()
         self.profile()
-        if plots:
-            self.add("## Plots", "")
-            self.add(*(f"![{p}]({p})" for p in plots), "")
         return "\n".join(self.lines) + "\n"
 
     def targets(self) -> None:
@@ -402,6 +404,15 @@ class Report:
             "",
         )
         self.table(["server", "line", "count"], rows)
+        if any("ClientDisconnect" in row[1] for row in rows):
+            self.add(
+                "The `ClientDisconnect` tracebacks come from wrk closing its connections in "
+                "the middle of requests when a run ends: the append endpoint lets "
+                "`starlette.requests.ClientDisconnect` escape from reading the body, and "
+                "uvicorn logs it as an unhandled exception with a traceback (no response "
+                "is owed to a client that left; it is log noise, not a failed append).",
+                "",
+            )
 
     def profile(self) -> None:
         profiles = self.r.get("profile")
