@@ -23,26 +23,25 @@ def timestamp(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def event_json(e: RecordedEvent, stamp: str | None = None) -> str:
+def stored_timestamp(text: str) -> str:
+    """RFC 3339 from a timestamp as the database prints it in UTC: PostgreSQL's
+    `2026-11-27 03:04:05.1234` (trailing zeros of the fraction dropped, no fraction at
+    all on a whole second) or SQLite's `2026-11-27 03:04:05.123400`."""
+    fraction = text[19:26] if len(text) > 19 and text[19] == "." else "."
+    return f"{text[:10]}T{text[11:19]}{fraction.ljust(7, '0')}Z"
+
+
+def event_json(e: RecordedEvent) -> str:
     """One line of JSON (stored JSON text never holds a raw newline). Stream ids and
     types are quoted as they are: the only write path admits just characters that JSON
-    needs no escape for (A-Z a-z 0-9 - _ . : @ ~ =). `stamp` is recorded_at already
-    formatted, when the caller has it."""
+    needs no escape for (A-Z a-z 0-9 - _ . : @ ~ =)."""
     return (
         f'{{"id":"{e.id}","stream_id":"{e.stream_id}","type":"{e.type}",'
         f'"version":{e.version},"position":{e.position},"data":{e.data},'
-        f'"metadata":{e.metadata},"recorded_at":"{stamp or timestamp(e.recorded_at)}"}}'
+        f'"metadata":{e.metadata},"recorded_at":"{e.recorded_at}"}}'
     )
 
 
 def events_json(events: list[RecordedEvent]) -> str:
-    """A JSON array of events; the events of one append share one timestamp, so each
-    distinct timestamp is formatted once."""
-    stamps: dict[datetime, str] = {}
-    parts = []
-    for e in events:
-        stamp = stamps.get(e.recorded_at)
-        if stamp is None:
-            stamp = stamps[e.recorded_at] = timestamp(e.recorded_at)
-        parts.append(event_json(e, stamp))
-    return "[" + ",".join(parts) + "]"
+    """A JSON array of events."""
+    return "[" + ",".join([event_json(e) for e in events]) + "]"

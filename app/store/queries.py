@@ -14,19 +14,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.domain.encoding import stored_timestamp
 from app.domain.types import LogFilter, RecordedEvent, StreamInfo
+from app.store import driver
 from app.store.tables import events, log_head, streams
 
-EVENT_COLUMNS = (
-    events.c.event_id,
-    events.c.stream_id,
-    events.c.type,
-    events.c.version,
-    events.c.position,
-    sa.cast(events.c.data, sa.Text).label("data"),
-    sa.cast(events.c.metadata, sa.Text).label("metadata"),
-    events.c.recorded_at,
-)
+MAX_VERSION = 2**63 - 1
 
 
 def utc(value: datetime) -> datetime:
@@ -34,61 +27,98 @@ def utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def to_event(row: Any) -> RecordedEvent:
-    return RecordedEvent(
-        id=str(row.event_id),
-        stream_id=row.stream_id,
-        type=row.type,
-        version=int(row.version),
-        position=int(row.position),
-        data=row.data,
-        metadata=row.metadata,
-        recorded_at=utc(row.recorded_at),
+def _stamp_text(column: Any, dialect: str) -> Any:
+    # UTC text as the database prints it; app.domain.encoding.stored_timestamp makes it
+    # RFC 3339 (PostgreSQL's to_char would do it in SQL, at several times the cost).
+    if dialect == "postgresql":
+        return sa.cast(sa.func.timezone("UTC", column), sa.Text)
+    return column  # SQLite stores "YYYY-MM-DD HH:MM:SS.ffffff" (UTC) as text
+
+
+def event_columns(dialect: str) -> tuple[Any, ...]:
+    """The columns of a RecordedEvent, in its field order, all as text or integers."""
+    return (
+        sa.cast(events.c.event_id, sa.Text),
+        events.c.stream_id,
+        events.c.type,
+        events.c.version,
+        events.c.position,
+        sa.cast(events.c.data, sa.Text),
+        sa.cast(events.c.metadata, sa.Text),
+        _stamp_text(events.c.recorded_at, dialect),
     )
 
 
+def to_events(rows: driver.Rows) -> list[RecordedEvent]:
+    """RecordedEvents from driver rows in event_columns order; the events of one append
+    share a timestamp, so each distinct one is formatted once."""
+    stamps: dict[str, str] = {}
+    found = []
+    for r in rows:
+        stamp = stamps.get(r[7])
+        if stamp is None:
+            stamp = stamps[r[7]] = stored_timestamp(r[7])
+        found.append(RecordedEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], stamp))
+    return found
+
+
+def _select_events(dialect: str) -> sa.Select[Any]:
+    return sa.select(*event_columns(dialect))
+
+
 async def head(conn: AsyncConnection) -> int:
-    return int((await conn.execute(sa.select(log_head.c.position))).scalar_one())
+    rows = await driver.fetch(conn, sa.select(log_head.c.position), {}, shape="head")
+    return int(rows[0][0])
 
 
 async def stream_version(conn: AsyncConnection, stream_id: str) -> int:
-    found = await conn.execute(sa.select(streams.c.version).where(streams.c.stream_id == stream_id))
-    return int(found.scalar_one_or_none() or 0)
+    query = sa.select(streams.c.version).where(streams.c.stream_id == sa.bindparam("stream_id"))
+    rows = await driver.fetch(conn, query, {"stream_id": stream_id}, shape="stream_version")
+    return int(rows[0][0]) if rows else 0
 
 
 async def stream_events(
     conn: AsyncConnection, stream_id: str, start: int | None, limit: int, backward: bool
 ) -> list[RecordedEvent]:
-    query = sa.select(*EVENT_COLUMNS).where(events.c.stream_id == stream_id)
+    query = _select_events(conn.dialect.name).where(events.c.stream_id == sa.bindparam("stream_id"))
     if backward:
-        if start is not None:
-            query = query.where(events.c.version <= start)
+        query = query.where(events.c.version <= sa.bindparam("start"))
         query = query.order_by(events.c.version.desc())
+        start = MAX_VERSION if start is None else start
     else:
-        query = query.where(events.c.version >= (start or 1)).order_by(events.c.version)
-    return [to_event(r) for r in await conn.execute(query.limit(limit))]
+        query = query.where(events.c.version >= sa.bindparam("start"))
+        query = query.order_by(events.c.version)
+        start = start or 1
+    query = query.limit(sa.bindparam("limit"))
+    params = {"stream_id": stream_id, "start": start, "limit": limit}
+    shape = "stream_backward" if backward else "stream_forward"
+    return to_events(await driver.fetch(conn, query, params, shape=shape))
 
 
 async def event_at_version(
     conn: AsyncConnection, stream_id: str, version: int
 ) -> RecordedEvent | None:
-    query = sa.select(*EVENT_COLUMNS).where(
-        events.c.stream_id == stream_id, events.c.version == version
+    query = _select_events(conn.dialect.name).where(
+        events.c.stream_id == sa.bindparam("stream_id"),
+        events.c.version == sa.bindparam("version"),
     )
-    row = (await conn.execute(query)).one_or_none()
-    return None if row is None else to_event(row)
+    params = {"stream_id": stream_id, "version": version}
+    found = to_events(await driver.fetch(conn, query, params, shape="event_at_version"))
+    return found[0] if found else None
 
 
 async def event_at_position(conn: AsyncConnection, position: int) -> RecordedEvent | None:
-    query = sa.select(*EVENT_COLUMNS).where(events.c.position == position)
-    row = (await conn.execute(query)).one_or_none()
-    return None if row is None else to_event(row)
+    query = _select_events(conn.dialect.name).where(events.c.position == sa.bindparam("position"))
+    params = {"position": position}
+    found = to_events(await driver.fetch(conn, query, params, shape="event_at_position"))
+    return found[0] if found else None
 
 
-def _log_query(after: int, head: int, limit: int, where: LogFilter) -> sa.Select[Any]:
-    base = sa.select(*EVENT_COLUMNS).where(events.c.position > after, events.c.position <= head)
-    if where.is_empty:
-        return base.order_by(events.c.position).limit(limit)
+def filtered_log_query(
+    dialect: str, after: int, head: int, limit: int, where: LogFilter
+) -> sa.Select[Any]:
+    """The filtered log query, with its values in it (its shape varies with them)."""
+    base = _select_events(dialect).where(events.c.position > after, events.c.position <= head)
     # The first non-empty filter drives the index; the others are plain conditions.
     filters = [
         (events.c.stream_id, where.streams),
@@ -96,11 +126,11 @@ def _log_query(after: int, head: int, limit: int, where: LogFilter) -> sa.Select
         (events.c.type, where.types),
     ]
     present = [(column, values) for column, values in filters if values]
-    (driver, driver_values), rest = present[0], present[1:]
+    (driver_column, driver_values), rest = present[0], present[1:]
     for column, values in rest:
         base = base.where(column.in_(values))
     parts = [
-        base.where(driver == value).order_by(events.c.position).limit(limit).subquery()
+        base.where(driver_column == value).order_by(events.c.position).limit(limit).subquery()
         for value in dict.fromkeys(driver_values)
     ]
     if len(parts) == 1:
@@ -115,7 +145,23 @@ async def log_events(
 ) -> list[RecordedEvent]:
     if head <= after:
         return []
-    return [to_event(r) for r in await conn.execute(_log_query(after, head, limit, where))]
+    if where.is_empty:
+        query = (
+            _select_events(conn.dialect.name)
+            .where(
+                events.c.position > sa.bindparam("after"),
+                events.c.position <= sa.bindparam("head"),
+            )
+            .order_by(events.c.position)
+            .limit(sa.bindparam("limit"))
+        )
+        params = {"after": after, "head": head, "limit": limit}
+        return to_events(await driver.fetch(conn, query, params, shape="log"))
+    return to_events(
+        await driver.fetch(
+            conn, filtered_log_query(conn.dialect.name, after, head, limit, where), {}
+        )
+    )
 
 
 def _prefix_upper(prefix: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 
 import pytest
@@ -40,7 +41,7 @@ async def test_round_trip_keeps_data_types_and_metadata(store: EventStore) -> No
         1,
         1,
     )
-    assert event.recorded_at.tzinfo is not None
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", event.recorded_at)
 
 
 async def test_batch_gets_consecutive_versions_and_positions(store: EventStore) -> None:

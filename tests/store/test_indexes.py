@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from app.domain.types import LogFilter
 from app.store.event_store import EventStore
-from app.store.queries import _log_query
+from app.store.queries import filtered_log_query
 
 
 @pytest.mark.parametrize(
@@ -27,7 +27,7 @@ from app.store.queries import _log_query
 async def test_filtered_read_plan_uses_the_filter_index(
     store: EventStore, where: LogFilter, index: str
 ) -> None:
-    query = _log_query(after=10, head=1_000_000, limit=100, where=where)
+    query = filtered_log_query(store.dialect, after=10, head=1_000_000, limit=100, where=where)
     sql = str(query.compile(store.engine, compile_kwargs={"literal_binds": True}))
     async with store.engine.connect() as conn:
         if store.dialect == "postgresql":
