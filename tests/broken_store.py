@@ -7,7 +7,8 @@ while a lower position is still uncommitted, and a tailing reader skips it for g
 the bug DESIGN section 3 rules out. Everything else (versions, receipts) stays correct.
 
 Install it on a test database with `install_sequence`, then patch
-`app.store.append.PG_INSERT` (every append, alone or batched) with `BROKEN_PG_INSERT`
+`app.store.append.PG_INSERT` (appends alone) with `BROKEN_PG_INSERT` and
+`app.store.append.PG_WRITE_BATCH` (group commit) with `BROKEN_PG_WRITE_BATCH`
 (pytest's monkeypatch).
 """
 
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import psycopg
 import sqlalchemy as sa
+
+from app.store.append import PG_WRITE_BATCH
 
 SEQUENCE = "evstore_broken_position"
 
@@ -43,6 +46,34 @@ BROKEN_PG_INSERT = sa.text(
     SELECT position FROM inserted
     ORDER BY array_position(CAST(:event_ids AS uuid[]), event_id)
     """
+)
+
+
+# The group-commit statement with the same fault: its stream part as is, then
+# positions from the sequence and the head moved after the insert; same parameters
+# and answer as PG_WRITE_BATCH.
+_STREAMS_PART = PG_WRITE_BATCH[: PG_WRITE_BATCH.index("), head AS (")]
+BROKEN_PG_WRITE_BATCH = (
+    _STREAMS_PART
+    + f"""
+    ), batch AS (
+        SELECT * FROM jsonb_to_recordset(%(events)s::jsonb)
+             AS e(o bigint, i uuid, s text, c text, v bigint, t text, d jsonb, m jsonb)
+    ), inserted AS (
+        INSERT INTO events (position, event_id, stream_id, category, version, type,
+                            data, metadata, recorded_at)
+        SELECT nextval('{SEQUENCE}'), e.i, e.s, e.c, e.v, e.t, e.d, e.m, %(now)s
+        FROM batch AS e ORDER BY e.o
+        RETURNING position, event_id
+    ), head AS (
+        UPDATE log_head
+        SET position = GREATEST(position, (SELECT max(position) FROM inserted))
+        WHERE id = 1 AND %(n)s::bigint > 0
+    )
+    SELECT (SELECT count(*) FROM created),
+           (SELECT array_agg(inserted.position ORDER BY batch.o)
+            FROM inserted JOIN batch ON batch.i = inserted.event_id)
+"""
 )
 
 

@@ -123,11 +123,7 @@ class Writer:
         if self.on_batch is not None:
             self.on_batch(len(requests))
         try:
-            if len(requests) == 1:
-                only = requests[0]
-                only.outcome = await self.store.append_one(only.stream_id, only.new, only.expected)
-            else:
-                await self._commit_batch(_Batch(requests))
+            await self._commit_batch(_Batch(requests))
         except _RetryAloneError:
             for request in requests:
                 await self._alone(request)
@@ -180,14 +176,16 @@ class Writer:
                         failed.append(request)
                 await self._settle_failed(conn, failed)
                 if batch.accepted:
-                    created = sorted({r.stream_id for r in batch.accepted} - versions.keys())
-                    if not await tx.create_streams(conn, created, now):
-                        raise _RetryAloneError  # another process created one meanwhile
-                    moved = {s: v for s, v in known.items() if v != versions.get(s, 0)}
-                    await tx.move_streams(conn, moved, now)
-                    positions = await tx.insert_batch(
-                        conn, [(r.stream_id, r.base_version, r.new) for r in batch.accepted], now
+                    written = await tx.write_batch(
+                        conn,
+                        versions,
+                        known,
+                        [(r.stream_id, r.base_version, r.new) for r in batch.accepted],
+                        now,
                     )
+                    if written is None:
+                        raise _RetryAloneError  # another process created a stream meanwhile
+                    positions = written
         except exc.IntegrityError as e:
             raise _RetryAloneError from e
         if batch.accepted:
