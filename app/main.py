@@ -15,6 +15,7 @@ from starlette.routing import Match
 
 from app.api import live, log, ops, problems, snapshots, streams, subscriptions
 from app.api import openapi as openapi_document
+from app.api.fast_path import FastAppend
 from app.api.limits import BodyLimit
 from app.api.logs import RequestIdMiddleware
 from app.api.metrics import Metrics, MetricsMiddleware
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     problems.install(app, settings.retry_after_seconds)
     app.add_exception_handler(405, _method_not_allowed)
+    app.add_middleware(FastAppend, api=app)  # innermost: after the body limit
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)  # outermost: every line of a request has its id
