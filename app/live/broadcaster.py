@@ -1,9 +1,11 @@
 """One broadcaster per process: fans the notifier's wake-ups out to subscribers.
 
 It keeps `visible`, a position up to which every event is committed and known, and a
-bounded cache of the newest events, contiguous up to `visible`. When the head moves,
-one refill task reads the new events once, and every subscriber at the head is served
-from the cache; a subscriber behind the cache reads its own pages from the database.
+bounded cache of the newest events, contiguous up to `visible`. When the head moves
+and someone follows it (a live tail or a waiting long poll), one refill task reads the
+new events once, and every subscriber at the head is served from the cache; a
+subscriber behind the cache reads its own pages from the database. When nobody
+follows, `visible` jumps to the new head and the cache is dropped, without a read.
 Subscribers hold nothing but a cursor and one page.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import OrderedDict, deque
 
 from app.domain.errors import StoreUnavailableError
@@ -39,7 +42,8 @@ class Broadcaster:
         self._resync = False
         self._task: asyncio.Task[None] | None = None
         self.closing = False
-        self.subscribers = 0
+        self.subscribers = 0  # live tails, counted by app.live.tail
+        self._waiting = 0  # callers inside wait_beyond
 
     async def start(self) -> None:
         self.visible = self._target = await self.store.head()
@@ -65,7 +69,13 @@ class Broadcaster:
             self._target = head
         else:
             return
-        self._wanted.set()
+        if self.subscribers or self._waiting:
+            self._wanted.set()
+        elif self._target > self.visible:
+            # Nobody follows the head: skip the read. Every position up to a notified
+            # head is committed, so `visible` may jump; the cache would have a gap.
+            self._cache.clear()
+            self.visible = self._target
 
     def _signal(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
@@ -85,23 +95,37 @@ class Broadcaster:
             self._resync = False
             self._target = max(self._target, await self.store.head())
         while self.visible < self._target:
-            page = await self.store.read_log(self.visible, self.page_size, EVERYTHING)
+            start = self.visible
+            page = await self.store.read_log(start, self.page_size, EVERYTHING)
+            if self.visible != start:
+                continue  # `wake` skipped ahead meanwhile: this page would leave a gap
             self._cache.extend(page.events)
-            self.visible = max(self.visible, page.next_after)
+            self.visible = max(start, page.next_after)
             self._target = max(self._target, page.head)
             self._signal()
 
     async def wait_beyond(self, position: int, max_wait: float) -> bool:
-        """Wait until an event after `position` is visible; False on timeout/close."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max_wait
-        while self.visible <= position and not self.closing:
-            left = deadline - loop.time()
-            if left <= 0:
-                return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), left)
+        """Wait until an event after `position` is visible; False on timeout/close.
+        `max_wait` may be math.inf (a tail with nothing due): then no timer is armed."""
+        if self.visible > position or self.closing:
+            return self.visible > position
+        self._waiting += 1
+        if self._resync or self._target > self.visible:
+            self._wanted.set()  # `wake` skipped the read while nobody waited
+        try:
+            if max_wait == math.inf:
+                await self._wait_past(position)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max_wait):
+                        await self._wait_past(position)
+        finally:
+            self._waiting -= 1
         return self.visible > position
+
+    async def _wait_past(self, position: int) -> None:
+        while self.visible <= position and not self.closing:
+            await self._changed.wait()
 
     def message_for(self, event: RecordedEvent) -> bytes:
         """The event's SSE message, rendered once and shared by every subscriber."""
