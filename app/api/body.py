@@ -1,8 +1,9 @@
 """Request bodies: media type, size limits, strict JSON, and the append request.
 
-The JSON parser is the standard library's, tightened: repeated member names are a
-400 (they cannot be stored faithfully), NaN / Infinity and numbers beyond a double's
-range are 422, as are strings that PostgreSQL's jsonb cannot hold (U+0000, lone
+Bodies are parsed by orjson when that is safe (see `_fast_parse`); anything unusual
+goes to the strict parser, which is the standard library's, tightened: repeated
+member names are a 400 (they cannot be stored faithfully), NaN / Infinity and numbers
+beyond a double's range are 422, as are strings that PostgreSQL's jsonb cannot hold (U+0000, lone
 surrogates). Integers survive exactly up to Python's digit limit (4300 by default);
 longer ones are 422 rather than a 500. Problems found inside `data` and
 `metadata` are reported with JSON pointers, all of them, not only the first.
@@ -13,15 +14,16 @@ from __future__ import annotations
 import json
 import math
 import re
-import uuid
+from collections.abc import Callable
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 
 from app.api.problems import MalformedJsonError, UnsupportedMediaTypeError, ValidationProblemError
 from app.domain.encoding import dumps_text
 from app.domain.errors import LimitExceededError
-from app.domain.types import NewEvent
+from app.domain.types import NewEvent, new_event_id
 from app.settings import Settings
 
 TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]*")
@@ -66,6 +68,61 @@ def body_too_large(max_bytes: int) -> LimitExceededError:
     return LimitExceededError(
         "max_body_bytes", max_bytes, f"the request body is larger than {max_bytes} bytes"
     )
+
+
+# Containers above an event's data: the body, its events array, the event.
+_ABOVE_DATA = 3
+# Beyond this a float parsed from an integer may have lost digits (orjson turns
+# integers beyond 64 bits into doubles).
+_EXACT_LIMIT = 2.0**63
+
+
+def _fast_parse(raw: bytes, max_depth: int) -> Any | None:
+    """orjson's parse of a body that needs none of the strict parser's care, or None.
+
+    orjson refuses (and so sends to the strict parser, for its precise messages)
+    malformed JSON, invalid UTF-8, lone surrogates, NaN, Infinity and numbers beyond a
+    double. What it would let through is screened here:
+    - U+0000: the raw body has no \\u0000 escape (a raw one is malformed JSON);
+    - integers beyond 64 bits: no float of integral value at or above 2^63;
+    - nesting deeper than the limit;
+    - repeated member names, which orjson merges silently. Every member has one colon
+      outside strings, so the body's colons are its members plus the colons inside
+      its strings, and orjson's compact re-encoding of the parsed tree has exactly as
+      many colons only when no member was merged away (escaped colons, \\u003a, are
+      the one way to hide a colon from the count: such bodies take the strict path).
+    """
+    if b"\\u0000" in raw or b"\\u003" in raw:
+        return None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(body) is not dict or not _plain(body, max_depth + _ABOVE_DATA):
+        return None
+    if orjson.dumps(body).count(b":") != raw.count(b":"):
+        return None
+    return body
+
+
+def _plain(value: Any, depth_left: int) -> bool:
+    """True when `value` nests at most `depth_left` containers deep and holds no float
+    that may stand for a longer integer."""
+    if depth_left == 0:
+        return False
+    for item in value.values() if type(value) is dict else value:
+        kind = type(item)
+        if kind is dict or kind is list:
+            if not _plain(item, depth_left - 1):
+                return False
+        elif kind is float and abs(item) >= _EXACT_LIMIT and item.is_integer():
+            return False
+    return True
+
+
+def _encode(value: Any) -> str:
+    # Only for values from _fast_parse: every integer fits in 64 bits.
+    return orjson.dumps(value).decode()
 
 
 def parse_json(raw: bytes) -> Any:
@@ -155,7 +212,10 @@ def _string_problems(text: str, at: str, what: str = "") -> list[dict[str, str]]
 
 def parse_append(raw: bytes, settings: Settings) -> list[NewEvent]:
     """The events of an append request body, validated and with JSON encoded once."""
-    body = parse_json(raw)
+    body = _fast_parse(raw, settings.max_json_depth)
+    screened = body is not None  # nothing in it that json_problems would report
+    if body is None:
+        body = parse_json(raw)
     if not isinstance(body, dict) or not isinstance(body.get("events"), list):
         raise ValidationProblemError(
             [{"pointer": "/events", "detail": "the body must be an object with an events array"}]
@@ -172,14 +232,15 @@ def parse_append(raw: bytes, settings: Settings) -> list[NewEvent]:
         problems.append({"pointer": "/events", "detail": "send at least one event"})
     seen: dict[str, int] = {}
     for i, item in enumerate(items):
-        problems += _event_problems(item, i, seen, settings)
+        problems += _event_problems(item, i, seen, settings, screened)
     if problems:
         raise ValidationProblemError(problems)
-    return [_new_event(item, i, settings) for i, item in enumerate(items)]
+    encode = _encode if screened else dumps_text
+    return [_new_event(item, i, settings, encode) for i, item in enumerate(items)]
 
 
 def _event_problems(
-    item: Any, i: int, seen: dict[str, int], settings: Settings
+    item: Any, i: int, seen: dict[str, int], settings: Settings, screened: bool
 ) -> list[dict[str, str]]:
     if not isinstance(item, dict):
         return [{"pointer": pointer("events", i), "detail": "an event must be an object"}]
@@ -211,22 +272,26 @@ def _event_problems(
         found.append({"pointer": pointer("events", i, "type"), "detail": detail})
     if "data" not in item:
         found.append({"pointer": pointer("events", i, "data"), "detail": "required"})
-    else:
+    elif not screened:
         found += json_problems(item["data"], pointer("events", i, "data"), settings.max_json_depth)
     if "metadata" in item:
         if not isinstance(item["metadata"], dict):
             detail = "must be an object"
             found.append({"pointer": pointer("events", i, "metadata"), "detail": detail})
-        else:
+        elif not screened:
             at = pointer("events", i, "metadata")
             found += json_problems(item["metadata"], at, settings.max_json_depth)
     return found
 
 
-def _new_event(item: dict[str, Any], i: int, settings: Settings) -> NewEvent:
-    data = dumps_text(item["data"])
-    metadata = dumps_text(item.get("metadata", {}))
-    size = len(data.encode()) + len(metadata.encode())
+def _new_event(
+    item: dict[str, Any], i: int, settings: Settings, encode: Callable[[Any], str]
+) -> NewEvent:
+    data = encode(item["data"])
+    metadata = encode(item.get("metadata", {}))
+    size = len(data) + len(metadata)
+    if not (data.isascii() and metadata.isascii()):
+        size = len(data.encode()) + len(metadata.encode())
     if size > settings.max_event_bytes:
         raise LimitExceededError(
             "max_event_bytes",
@@ -235,7 +300,7 @@ def _new_event(item: dict[str, Any], i: int, settings: Settings) -> NewEvent:
         )
     given = item.get("id")
     return NewEvent(
-        id=given.lower() if given else str(uuid.uuid4()),
+        id=given.lower() if given else new_event_id(),
         type=item["type"],
         data=data,
         metadata=metadata,

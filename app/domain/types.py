@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """An event as a client sent it; `data` and `metadata` are already JSON text."""
+class NewEvent(NamedTuple):
+    """An event as a client sent it; `data` and `metadata` are already JSON text. (A
+    named tuple: a 100-event append builds a hundred of them per request.)"""
 
     id: str
     type: str
     data: str
     metadata: str
     client_id: bool = True  # False when the server assigned the id
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def new_event_id() -> str:
+    """A random (version 4) UUID as text, at a quarter of the cost of str(uuid4())."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 class RecordedEvent(NamedTuple):

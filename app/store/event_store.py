@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
@@ -276,7 +275,3 @@ def violated_constraint(error: exc.IntegrityError) -> str | None:
             "events_stream_id_version_key"
         ),
     }.get(message)
-
-
-def new_event_id() -> str:
-    return str(uuid.uuid4())

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.api import (
     append,
@@ -387,6 +388,30 @@ async def test_data_of_every_json_type_reads_back_with_the_same_types(
         assert same_json(json.loads(text), from_log["data"]), text
         assert same_json(json.loads(metadata), from_stream["metadata"])
     assert b"18446744073709551617" in (await client.get("/streams/Types-1/14")).content
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "9223372036854775807",
+        "-9223372036854775808",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-9223372036854775809",
+        "99999999999999999999999",
+        '{"n": [1, {"m": 340282366920938463463374607431768211457}]}',
+        '{"a:b": "c:d", "e": ":"}',
+        '{"\\u003a": 1}',
+    ],
+)
+async def test_a_body_with_one_unusual_value_reads_back_exactly(
+    client: httpx.AsyncClient, text: str
+) -> None:
+    # Each alone in its body, so that nothing else sends the body to the strict parser.
+    response = await post_raw(client, "Exact-1", raw_body(raw_event(data=text)))
+    assert response.status_code == 201, response.text
+    stored = json.loads((await client.get("/streams/Exact-1")).content)["events"][-1]
+    assert same_json(json.loads(text), stored["data"]), (text, stored["data"])
 
 
 async def test_unicode_round_trips(client: httpx.AsyncClient) -> None:

@@ -79,6 +79,11 @@ MALFORMED: list[bytes] = [
     b'{"events": [{"type": "A", "data": [{"x": {"y": 1, "y": 2}}]}]}',
     b'{"events": [{"type": "A", "data": 1, "metadata": {"k": 1, "k": 1}}]}',
     b'{"events": [{"type": "A", "data": {"\\u0061": 1, "a": 2}}]}',
+    # colons inside strings, escaped colons and spaces must not hide a repeat
+    b'{"events": [{"type": "A", "data": {"a": "x:y", "a": "z"}}]}',
+    b'{"events": [{"type": "A", "data": {"a:b": 1, "a:b": 2, "c": ":"}}]}',
+    b'{"events": [{"type": "A", "data": {"\\u003a": 1, ":": 2}}]}',
+    b'{"events": [{"type": "A", "data": {"k" : 1 , "k"  :  2}}]}',
 ]
 
 
