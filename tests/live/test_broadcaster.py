@@ -1,0 +1,96 @@
+"""The broadcaster on a real store: no refill read while nobody follows the head, and
+a cache that stays contiguous up to `visible` when such a skip races a refill."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from app.domain.types import ANY_VERSION, LogFilter, LogPage
+from app.live.broadcaster import Broadcaster
+from app.store.event_store import EventStore
+from tests.factories import new_event
+
+EVERYTHING = LogFilter()
+DEADLINE = 30.0
+
+
+class WatchedStore(EventStore):
+    """The real store on the same engine, counting its log reads; while `held`, a read
+    waits at `gate` (the seam that holds the broadcaster's refill read open)."""
+
+    def __init__(self, store: EventStore) -> None:
+        super().__init__(store.engine)
+        self.reads = 0
+        self.held = False
+        self.gate = asyncio.Event()
+        self.reading = asyncio.Event()
+
+    async def read_log(self, after: int, limit: int, where: LogFilter) -> LogPage:
+        self.reads += 1
+        if self.held:
+            self.reading.set()
+            await self.gate.wait()
+        return await super().read_log(after, limit, where)
+
+
+async def append(store: EventStore, n: int) -> int:
+    """Append n events; the new head."""
+    result = await store.append("Order-1", [new_event() for _ in range(n)], ANY_VERSION)
+    return result.events[-1].position
+
+
+def positions(page: LogPage) -> list[int]:
+    return [e.position for e in page.events]
+
+
+async def test_nobody_follows_so_visible_jumps_without_a_read(store: EventStore) -> None:
+    watched = WatchedStore(store)
+    broadcaster = Broadcaster(watched, cache_size=100, page_size=10)
+    await broadcaster.start()
+    try:
+        head = await append(store, 5)
+        broadcaster.wake(head)
+        assert (broadcaster.visible, watched.reads) == (head, 0)
+        assert positions(await broadcaster.read(2, 10, EVERYTHING)) == [3, 4, 5]  # database
+        assert watched.reads == 1
+        # A tail follows: the next wake-up reads once, and readers share the cache.
+        broadcaster.subscribers += 1
+        waiter = asyncio.create_task(broadcaster.wait_beyond(head, math.inf))
+        head = await append(store, 3)
+        broadcaster.wake(head)
+        assert await asyncio.wait_for(waiter, DEADLINE)
+        reads = watched.reads
+        page = await broadcaster.read(5, 10, EVERYTHING)
+        assert (positions(page), page.head, page.next_after) == ([6, 7, 8], 8, 8)
+        assert watched.reads == reads
+    finally:
+        await broadcaster.stop()
+
+
+async def test_a_skip_during_a_refill_leaves_no_gap_in_the_cache(store: EventStore) -> None:
+    watched = WatchedStore(store)
+    broadcaster = Broadcaster(watched, cache_size=100, page_size=3)
+    await broadcaster.start()
+    try:
+        broadcaster.subscribers += 1
+        watched.held = True
+        first = await append(store, 4)
+        broadcaster.wake(first)  # the refill reads positions 1-3 ...
+        await asyncio.wait_for(watched.reading.wait(), DEADLINE)
+        broadcaster.subscribers -= 1  # ... while the only tail leaves,
+        second = await append(store, 4)
+        broadcaster.wake(second)  # so this wake-up skips to 8 without reading
+        assert broadcaster.visible == second
+        watched.held = False
+        watched.gate.set()  # the stale page (1-3) arrives now: it must not be cached
+        broadcaster.subscribers += 1
+        follower = asyncio.create_task(broadcaster.wait_beyond(second, math.inf))
+        third = await append(store, 2)
+        broadcaster.wake(third)
+        assert await asyncio.wait_for(follower, DEADLINE)
+        for after in range(third):
+            page = await broadcaster.read(after, 100, EVERYTHING)
+            assert positions(page) == list(range(after + 1, third + 1)), after
+    finally:
+        await broadcaster.stop()
