@@ -1,17 +1,28 @@
-"""Live: the global log as server-sent events."""
+"""Live: the global log as server-sent events.
+
+`LiveResponse` keeps sse-starlette's wire behaviour (pings, a send timeout for clients
+that stop reading, the end of every stream when the server exits, disconnect
+detection) at a fraction of its per-connection cost: the stream runs in the request's
+own task, and one helper task per connection listens for the disconnect, sends the
+pings and watches for a stalled send (instead of a task group of four tasks and a
+cancel scope around every send). One watcher per process ends the streams on exit.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
+from weakref import WeakKeyDictionary
 
-import anyio
 from fastapi import APIRouter, Header, Query
+from prometheus_client import Gauge
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from sse_starlette.sse import SendTimeoutError
-from starlette.types import Receive, Scope, Send
+from sse_starlette.event import ensure_bytes
+from starlette.types import Message, Receive, Scope, Send
 
 from app.api.deps import BroadcasterDep, MetricsDep, SettingsDep, StoreDep, log_filter
 from app.api.metrics import Metrics
@@ -26,17 +37,169 @@ from app.settings import Settings
 router = APIRouter(tags=["live"])
 log = logging.getLogger("evstore.live")
 
+SHUTDOWN_GRACE_SECONDS = 2.0  # the tails end cleanly well within uvicorn's 5 s
+
+
+class LiveStreams:
+    """The open live responses of one process (one broadcaster), and the one task that
+    ends them when the server begins to exit: it closes the broadcaster, so every tail
+    returns and its stream ends cleanly, and cancels what is left after a grace period."""
+
+    def __init__(self, broadcaster: Broadcaster, gauge: Gauge) -> None:
+        self.broadcaster = broadcaster
+        self.gauge = gauge
+        self.open: set[LiveResponse] = set()
+        self._watcher: asyncio.Task[None] | None = None
+
+    def add(self, response: LiveResponse) -> None:
+        self.open.add(response)
+        self.gauge.inc()
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._end_on_exit(), name="evstore-live-exit")
+
+    def discard(self, response: LiveResponse) -> None:
+        self.open.discard(response)
+        self.gauge.dec()
+        if not self.open and self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+
+    async def _end_on_exit(self) -> None:
+        await EventSourceResponse._listen_for_exit_signal()
+        self.broadcaster.close()
+        await asyncio.sleep(SHUTDOWN_GRACE_SECONDS)  # `discard` cancels us once all end
+        for response in list(self.open):
+            response.end("shutdown")
+
+
+_streams: WeakKeyDictionary[Broadcaster, LiveStreams] = WeakKeyDictionary()
+
+
+def live_streams(broadcaster: Broadcaster, metrics: Metrics) -> LiveStreams:
+    streams = _streams.get(broadcaster)
+    if streams is None:
+        streams = _streams[broadcaster] = LiveStreams(broadcaster, metrics.live_subscribers)
+    return streams
+
 
 class LiveResponse(EventSourceResponse):
-    """An SSE response that reports a client which stopped reading in one line."""
+    """An SSE response of `chunks` (encoded messages), registered with `streams` while
+    it runs. HEAD (and a response without `streams`) takes sse-starlette's own path."""
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        streams: LiveStreams | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(chunks, **options)
+        self._chunks = chunks
+        self._streams = streams
+        self._task: asyncio.Task[Any] | None = None
+        self._streaming = False
+        self._ended: str | None = None  # why we cancelled the stream ourselves
+        self._sending = 0  # sends in progress, and since when the first of them waits
+        self._since = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
+        streams = self._streams
+        if streams is None or scope["type"] != "http" or scope["method"].upper() == "HEAD":
             await super().__call__(scope, receive, send)
-        except SendTimeoutError:
-            log.warning(
-                "dropped a live subscriber that read nothing for %.1fs", self.send_timeout or 0
-            )
+            return
+        task = self._task = asyncio.current_task()
+        assert task is not None
+        streams.add(self)
+        helper = asyncio.create_task(self._watch(receive, send))
+        self._streaming = True
+        try:
+            await self._stream(send)
+        except asyncio.CancelledError:
+            if self._ended is None or task.uncancel() > 0:
+                raise  # not ours: the server cancels the request
+        finally:
+            self._streaming = self.active = False
+            helper.cancel()
+            streams.discard(self)
+        if self._ended == "stalled":
+            log.warning("dropped a live subscriber that read nothing for %.1fs", self.send_timeout)
+        if self.background is not None:
+            await self.background()
+
+    def end(self, reason: str) -> None:
+        """Stop the stream now: the client is gone, stalled, or the server exits."""
+        if self._streaming and self._ended is None and self._task is not None:
+            self._ended = reason
+            self._task.cancel()
+
+    async def _stream(self, send: Send) -> None:
+        start = {"type": "http.response.start", "status": self.status_code}
+        await self._send(send, {**start, "headers": self.raw_headers})
+        try:
+            async for chunk in self._chunks:
+                await self._send(
+                    send, {"type": "http.response.body", "body": chunk, "more_body": True}
+                )
+        finally:
+            # Cancelled in a send, the tail is suspended at a yield: close it here so
+            # its cleanup runs now, not whenever it is collected.
+            aclose = getattr(self._chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        self.active = False  # no ping after the end
+        await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _send(self, send: Send, message: Message) -> None:
+        # The helper times out a send that waits too long (the client stopped reading):
+        # cheaper than a timer around every send, as most never wait at all.
+        self._sending += 1
+        if self._sending == 1:
+            self._since = time.monotonic()
+        try:
+            await send(message)
+        finally:
+            self._sending -= 1
+
+    async def _watch(self, receive: Receive, send: Send) -> None:
+        """The helper task: disconnect, pings, stalled sends."""
+        timeout = self.send_timeout or math.inf
+        interval = self.ping_interval or math.inf
+        next_ping = time.monotonic() + interval
+        while True:  # until cancelled when the stream ends; its last send is watched too
+            now = time.monotonic()
+            if self._sending and now - self._since >= timeout:
+                self.end("stalled")
+                return
+            if now >= next_ping:
+                next_ping = now + interval if self.active else math.inf
+                if self.active and not await self._send_ping(send):
+                    self.end("stalled")
+                    return
+                continue
+            wake = min(next_ping - now, timeout / 4)
+            try:
+                async with asyncio.timeout(None if wake == math.inf else wake):
+                    message = await receive()
+            except TimeoutError:
+                continue
+            if message["type"] == "http.disconnect":
+                self.end("disconnect")
+                return
+
+    async def _send_ping(self, send: Send) -> bool:
+        """Send a keep-alive comment; False when the send timed out."""
+        factory = self.ping_message_factory
+        event = factory() if factory else ServerSentEvent(comment="ping", sep=self.sep)
+        message = {
+            "type": "http.response.body",
+            "body": ensure_bytes(event, self.sep),
+            "more_body": True,
+        }
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                await self._send(send, message)
+        except TimeoutError:
+            return False
+        return True
 
 
 # One message of the stream, as OpenAPI 3.2 describes text/event-stream items (an
@@ -114,31 +277,13 @@ def live_response(
         page_size=settings.live_page_size,
         retry_ms=settings.live_retry_ms,
         checkpoint_seconds=settings.live_checkpoint_seconds,
-        idle_wait_seconds=max(settings.live_checkpoint_seconds, 0.05),
     )
-    shutdown = anyio.Event()  # set by sse-starlette when the server begins to exit
-
-    async def close_on_shutdown() -> None:
-        await shutdown.wait()
-        broadcaster.close()
-
-    async def stream_messages() -> AsyncIterator[bytes]:
-        metrics.live_subscribers.inc()
-        watcher = asyncio.create_task(close_on_shutdown())
-        try:
-            async for chunk in tail(broadcaster, start, where, options):
-                yield chunk
-        finally:
-            watcher.cancel()
-            metrics.live_subscribers.dec()
-
     return LiveResponse(
-        stream_messages(),
+        tail(broadcaster, start, where, options),
+        live_streams(broadcaster, metrics),
         ping=settings.live_keepalive_seconds,
         ping_message_factory=lambda: ServerSentEvent(comment="ping", sep="\n"),
         send_timeout=settings.live_send_timeout_seconds,
         sep="\n",
-        shutdown_event=shutdown,
-        shutdown_grace_period=2,  # the tails end cleanly well within uvicorn's 5 s
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

@@ -8,6 +8,7 @@ own cursor and one page, so a slow reader costs one page, never a queue.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,7 +23,6 @@ class TailOptions:
     page_size: int
     retry_ms: int
     checkpoint_seconds: float
-    idle_wait_seconds: float
 
 
 async def tail(
@@ -32,6 +32,7 @@ async def tail(
     cursor = start
     last_id = start  # the newest id the client has, from an event or a checkpoint
     caught_up = False
+    filtered = not where.is_empty
     checkpointed_at = time.monotonic()
     broadcaster.subscribers += 1
     try:
@@ -51,16 +52,18 @@ async def tail(
                 last_id = cursor
                 checkpointed_at = time.monotonic()
                 yield message("caught-up", cursor, f'{{"position":{cursor},"head":{page.head}}}')
-            elif (
-                caught_up
-                and not where.is_empty
-                and cursor > last_id
-                and time.monotonic() - checkpointed_at >= options.checkpoint_seconds
-            ):
-                last_id = cursor
-                checkpointed_at = time.monotonic()
-                yield message("checkpoint", cursor, f'{{"position":{cursor}}}')
+            elif caught_up and filtered and cursor > last_id:
+                due = checkpointed_at + options.checkpoint_seconds - time.monotonic()
+                if due <= 0:
+                    last_id = cursor
+                    checkpointed_at = time.monotonic()
+                    yield message("checkpoint", cursor, f'{{"position":{cursor}}}')
             if not more:
-                await broadcaster.wait_beyond(cursor, options.idle_wait_seconds)
+                # Only a checkpoint still to send needs a timed wake-up; otherwise
+                # the broadcaster wakes us (on a new event or on shutdown).
+                wait = math.inf
+                if caught_up and filtered and cursor > last_id:
+                    wait = max(checkpointed_at + options.checkpoint_seconds - time.monotonic(), 0)
+                await broadcaster.wait_beyond(cursor, wait)
     finally:
         broadcaster.subscribers -= 1
