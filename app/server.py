@@ -10,6 +10,11 @@ This protocol answers such requests itself, before the app sees them:
   the connection is closed;
 - headers not complete within `header_timeout_seconds` of the request's first byte (or
   of the connection's opening): `408` and the connection is closed.
+
+It also sends what one turn of the event loop writes to a connection in one system
+call (`CoalescingTransport`): uvicorn writes a response's head and its body
+separately, and for the small answers of an event store (a 201 receipt) the second
+send() was a measurable part of the server's CPU.
 """
 
 from __future__ import annotations
@@ -48,6 +53,43 @@ def _problem(status: int, slug: str, title: str, detail: str) -> bytes:
     return head.encode() + body
 
 
+class CoalescingTransport:
+    """A transport whose writes within one turn of the event loop go out together, at
+    the end of that turn; everything else is the wrapped transport's."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self._flush)
+        else:
+            self._pending.append(data)
+
+    def writelines(self, chunks: Any) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending = None
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """httptools with a bounded, timed header block (see the module docstring)."""
 
@@ -67,7 +109,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.header_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        coalescing = CoalescingTransport(transport, self.loop)
+        super().connection_made(coalescing)  # type: ignore[arg-type]
         self._start_deadline()  # a connection that never sends a byte is timed too
 
     def connection_lost(self, exc: Exception | None) -> None:

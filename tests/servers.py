@@ -1,5 +1,5 @@
-"""Real server processes for tests: `python -m uvicorn --factory app.main:create_app` on
-free ports, against a test database that is already migrated.
+"""Real server processes for tests: `evstore serve` (uvloop, evstore's httptools
+protocol, JSON logs) on free ports, against a test database that is already migrated.
 
 The in-process ASGI transport shares one event loop and one engine with the test; tests
 of several processes (two APIs on one PostgreSQL) and of endless responses (SSE) need
@@ -72,25 +72,8 @@ def spawn_server(database_url: str, log: Path, **settings: object) -> Server:
         "EVSTORE_LOG_LEVEL": "warning",
         **{f"EVSTORE_{name.upper()}": str(value) for name, value in settings.items()},
     }
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "app.main:create_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--timeout-graceful-shutdown",
-        "5",
-        "--log-level",
-        "warning",
-    ]
+    env["EVSTORE_HOST"], env["EVSTORE_PORT"] = "127.0.0.1", str(port)
+    command = [sys.executable, "-m", "app.cli", "serve"]  # as in production
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
     return Server(process, f"http://127.0.0.1:{port}", log)
