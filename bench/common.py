@@ -105,6 +105,27 @@ def uvicorn(
         "--log-level", "warning", "--no-access-log", "--workers", str(workers),
         "--backlog", "4096",
     ]  # fmt: skip
+    with _serving(command, port, env, workers, stderr) as running:
+        yield running
+
+
+@contextmanager
+def noop_evstore_protocol(stderr: Path | None = None) -> Iterator[tuple[str, int]]:
+    """The no-op app served as `evstore serve` serves evstore (bench/noop_app.py)."""
+    port = free_port()
+    command = [sys.executable, "-m", "bench.noop_app", str(port)]
+    with _serving(command, port, None, 1, stderr) as running:
+        yield running
+
+
+@contextmanager
+def _serving(
+    command: list[str],
+    port: int,
+    env: dict[str, str] | None,
+    workers: int,
+    stderr: Path | None,
+) -> Iterator[tuple[str, int]]:
     log_file = stderr.open("ab") if stderr else None
     process = subprocess.Popen(
         command, cwd=ROOT, env={**os.environ, **(env or {})}, stderr=log_file
@@ -119,7 +140,7 @@ def uvicorn(
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"{target} did not start")
+                raise RuntimeError(f"{' '.join(command)} did not start")
             time.sleep(0.1)
         if workers > 1:
             time.sleep(1.5)  # let every worker come up, not only the first to answer
@@ -139,13 +160,21 @@ def uvicorn(
 def server(
     database_url: str, workers: int = 1, stderr: Path | None = None, **settings: object
 ) -> Iterator[tuple[str, int]]:
-    """An evstore server process (uvloop, httptools); yields (base URL, pid)."""
+    """An evstore server process started as in production, `evstore serve` (uvloop and
+    its httptools protocol, app/server.py), with the log level at warning (no access
+    lines, as with the ceilings' `--no-access-log`); yields (base URL, pid)."""
+    port = free_port()
     env = {
         "EVSTORE_DATABASE_URL": database_url,
         "EVSTORE_MIGRATE_ON_START": "false",
+        "EVSTORE_HOST": "127.0.0.1",
+        "EVSTORE_PORT": str(port),
+        "EVSTORE_WORKERS": str(workers),
+        "EVSTORE_LOG_LEVEL": "warning",
         **{f"EVSTORE_{k.upper()}": str(v) for k, v in settings.items()},
     }
-    with uvicorn("app.main:create_app", env, workers, factory=True, stderr=stderr) as running:
+    command = [sys.executable, "-m", "app.cli", "serve"]
+    with _serving(command, port, env, workers, stderr) as running:
         yield running
 
 

@@ -165,7 +165,15 @@ class Report:
         rows = []
         for key, what in (
             ("ceiling.noop", "no-op FastAPI POST parsing the same ~200-byte body, 64 conns"),
+            (
+                "ceiling.noop_evstore_protocol",
+                "the same no-op app served like evstore (its httptools protocol), 64 conns",
+            ),
             ("ceiling.pgbench_10", "pgbench, 10-row INSERT transactions, 16 clients"),
+            (
+                "ceiling.pgbench_events_10",
+                "pgbench, 10-row INSERTs into evstore's events table (6 indexes), 16 clients",
+            ),
             ("ceiling.pgbench_1", "pgbench, 1-row INSERT transactions, 16 clients"),
             ("ceiling.psycopg_reads", "raw psycopg, pages of 1000 event rows, data as text"),
         ):
@@ -176,7 +184,14 @@ class Report:
         self.add(
             "pgbench inserts into a scratch table (bigserial key, jsonb data of the same "
             "size) in a scratch database, one statement per transaction, `-M prepared`, "
-            "2 threads. The psycopg read runs the log read's query (same columns, "
+            "2 threads; the events-table variant inserts the same rows into a migrated "
+            "evstore database's `events` table (its primary key, two unique and three "
+            "filter indexes), positions and stream names from sequences: the cost of "
+            "the rows themselves, without evstore's counter, locks and checks. evstore "
+            "is served by `evstore serve` (uvloop and its own httptools protocol, which "
+            "sends each response's head and body in one write); the second no-op ceiling "
+            "is the no-op app served the same way. The psycopg read runs the log read's "
+            "query (same columns, "
             "`position > :after ORDER BY position LIMIT 1000`) on one connection over the "
             "100k-event log of the read figures.",
             "",

@@ -41,6 +41,7 @@ from bench.common import (
     log,
     machine,
     median,
+    noop_evstore_protocol,
     rss_bytes,
     scratch_database,
     server,
@@ -103,6 +104,22 @@ class Suite:
                 what="no-op FastAPI endpoint parsing the single-event body, 64 connections",
                 unit="req/s",
                 value="rps",
+            )
+        with noop_evstore_protocol(stderr=self.stderr("noop")) as (base, _):
+            self.repeat(
+                "ceiling.noop_evstore_protocol",
+                lambda: wrk(base, "append.lua", 64, seconds),
+                what="the same no-op app served like evstore (evstore's httptools protocol)",
+                unit="req/s",
+                value="rps",
+            )
+        with database("postgresql") as url:
+            self.repeat(
+                "ceiling.pgbench_events_10",
+                lambda: pgbench_events(url, 10, 16, seconds),
+                what="pgbench, 10-row INSERT transactions into evstore's events table, 16 clients",
+                unit="rows/s",
+                value="rows_per_s",
             )
         with scratch_database() as url:
             with psycopg.connect(url, autocommit=True) as conn:
@@ -343,6 +360,36 @@ def pgbench(url: str, rows: int, clients: int, seconds: float) -> dict[str, floa
         "INSERT INTO scratch (stream, data) SELECT 'Bench-' || :s, "
         f"'{data}'::jsonb FROM generate_series(1, {rows});\n"
     )
+    tps = run_pgbench(url, script, clients, seconds)
+    return {"tps": tps, "rows_per_s": tps * rows}
+
+
+def pgbench_events(url: str, rows: int, clients: int, seconds: float) -> dict[str, float]:
+    """Multi-row INSERT transactions into a migrated evstore database's events table
+    (its six indexes), positions and stream names from sequences: what inserting the
+    same rows costs PostgreSQL without evstore's counter, locks and checks."""
+    data = json.dumps({"n": 1, "thread": 1, "amount": 123456, "note": PAD})
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE SEQUENCE bench_position")
+        conn.execute("CREATE SEQUENCE bench_stream")
+    script = (
+        "INSERT INTO events (position, event_id, stream_id, category, version, type, data, "
+        "metadata, recorded_at) SELECT nextval('bench_position'), gen_random_uuid(), s.id, "
+        f"'Bench', g, 'BenchEvent', '{data}'::jsonb, '{{}}'::jsonb, now() "
+        "FROM (SELECT 'Bench-' || nextval('bench_stream') AS id) s, "
+        f"generate_series(1, {rows}) g;\n"
+    )
+    try:
+        tps = run_pgbench(url, script, clients, seconds)
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP SEQUENCE bench_position, bench_stream")
+            conn.execute("TRUNCATE events")
+    return {"tps": tps, "rows_per_s": tps * rows}
+
+
+def run_pgbench(url: str, script: str, clients: int, seconds: float) -> float:
+    """Transactions per second of a pgbench script (`-M prepared`, 2 threads)."""
     with tempfile.NamedTemporaryFile("w", suffix=".sql") as f:
         f.write(script)
         f.flush()
@@ -354,8 +401,7 @@ def pgbench(url: str, rows: int, clients: int, seconds: float) -> dict[str, floa
     found = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
     if not found:
         raise RuntimeError(f"pgbench printed no tps:\n{done.stdout}\n{done.stderr}")
-    tps = float(found.group(1))
-    return {"tps": tps, "rows_per_s": tps * rows}
+    return float(found.group(1))
 
 
 def psycopg_reads(url: str, seconds: float) -> dict[str, float]:
