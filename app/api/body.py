@@ -21,7 +21,7 @@ import orjson
 from starlette.requests import Request
 
 from app.api.problems import MalformedJsonError, UnsupportedMediaTypeError, ValidationProblemError
-from app.domain.encoding import dumps_text
+from app.domain.encoding import dumps_text, keep_floats
 from app.domain.errors import LimitExceededError
 from app.domain.types import NewEvent, new_event_id
 from app.settings import Settings
@@ -122,7 +122,7 @@ def _plain(value: Any, depth_left: int) -> bool:
 
 def _encode(value: Any) -> str:
     # Only for values from _fast_parse: every integer fits in 64 bits.
-    return orjson.dumps(value).decode()
+    return keep_floats(orjson.dumps(value).decode(), value)
 
 
 def parse_json(raw: bytes) -> Any:

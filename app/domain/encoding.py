@@ -9,9 +9,32 @@ from typing import Any
 
 from app.domain.types import RecordedEvent
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
 
 def dumps_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return keep_floats(_ENCODER.encode(value), value)
+
+
+def keep_floats(text: str, value: Any) -> str:
+    """`text` (the JSON of `value`), unless it writes a float with an exponent such as
+    1e+16: PostgreSQL's jsonb stores that as the integer 10000000000000000, and it
+    would read back as an integer. Then the float is written 10000000000000000.0,
+    which jsonb keeps a number with a fraction. (Every double written with e+ is a
+    whole number; "e+" in a string only costs this slower encoding.)"""
+    if "e+" not in text:
+        return text
+    return _exact(value)
+
+
+def _exact(value: Any) -> str:
+    if isinstance(value, float) and abs(value) >= 1e16:
+        return f"{int(value)}.0"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_exact(k)}:{_exact(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_exact(item) for item in value) + "]"
+    return _ENCODER.encode(value)
 
 
 def dumps(value: Any) -> bytes:

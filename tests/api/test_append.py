@@ -356,6 +356,9 @@ DATA_TEXTS = [
     "-0.25",
     "2.5e10",
     "1e-07",
+    "1e16",
+    "-2.5e300",
+    "1.7976931348623157e308",
     "9223372036854775807",
     "9223372036854775808",
     "18446744073709551616",
@@ -381,13 +384,13 @@ async def test_data_of_every_json_type_reads_back_with_the_same_types(
 
     stream = json.loads((await client.get("/streams/Types-1")).content)["events"]
     log = json.loads((await client.get("/events")).content)["events"]
-    one = json.loads((await client.get("/streams/Types-1/22")).content)
-    assert one == stream[21]
+    one = json.loads((await client.get("/streams/Types-1/25")).content)
+    assert one == stream[24]
     for text, from_stream, from_log in zip(DATA_TEXTS, stream, log, strict=True):
         assert same_json(json.loads(text), from_stream["data"]), (text, from_stream["data"])
         assert same_json(json.loads(text), from_log["data"]), text
         assert same_json(json.loads(metadata), from_stream["metadata"])
-    assert b"18446744073709551617" in (await client.get("/streams/Types-1/14")).content
+    assert b"18446744073709551617" in (await client.get("/streams/Types-1/17")).content
 
 
 @pytest.mark.parametrize(
@@ -402,6 +405,7 @@ async def test_data_of_every_json_type_reads_back_with_the_same_types(
         '{"n": [1, {"m": 340282366920938463463374607431768211457}]}',
         '{"a:b": "c:d", "e": ":"}',
         '{"\\u003a": 1}',
+        '{"big": 1e16, "s": "1e+16", "l": [-3e20]}',
     ],
 )
 async def test_a_body_with_one_unusual_value_reads_back_exactly(

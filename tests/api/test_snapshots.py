@@ -17,7 +17,7 @@ async def seed(client: httpx.AsyncClient, stream: str = "Order-1", n: int = 3) -
 
 async def test_put_get_delete_round_trip(client: httpx.AsyncClient) -> None:
     await seed(client)
-    state = {"total": 2**70, "lines": [1, 2.5, None, "é"]}
+    state = {"total": 2**70, "lines": [1, 2.5, None, "é"], "big": 1e16}
     put = await client.put("/streams/Order-1/snapshot", json={"version": 2, "data": state})
     assert put.status_code == 200, put.text
     stored = put.json()
@@ -29,6 +29,7 @@ async def test_put_get_delete_round_trip(client: httpx.AsyncClient) -> None:
     }
     assert stored["created_at"].endswith("Z")
     assert (await client.get("/streams/Order-1/snapshot")).json() == stored
+    assert isinstance(stored["data"]["big"], float)  # not the integer 10000000000000000
     # the two-request pattern: snapshot, then the events after it
     rest = (await client.get("/streams/Order-1", params={"from": stored["version"] + 1})).json()
     assert [e["version"] for e in rest["events"]] == [3]
