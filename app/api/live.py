@@ -90,9 +90,10 @@ class LiveResponse(EventSourceResponse):
         self,
         chunks: AsyncIterator[bytes],
         streams: LiveStreams | None = None,
+        status_code: int = 200,  # FastAPI reads the documented status from this default
         **options: Any,
     ) -> None:
-        super().__init__(chunks, **options)
+        super().__init__(chunks, status_code=status_code, **options)
         self._chunks = chunks
         self._streams = streams
         self._task: asyncio.Task[Any] | None = None
