@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -23,7 +23,7 @@ from starlette.requests import Request
 from app.api.problems import MalformedJsonError, UnsupportedMediaTypeError, ValidationProblemError
 from app.domain.encoding import dumps_text, keep_floats
 from app.domain.errors import LimitExceededError
-from app.domain.types import NewEvent, new_event_id
+from app.domain.types import NewEvent, new_event_ids
 from app.settings import Settings
 
 TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]*")
@@ -236,7 +236,8 @@ def parse_append(raw: bytes, settings: Settings) -> list[NewEvent]:
     if problems:
         raise ValidationProblemError(problems)
     encode = _encode if screened else dumps_text
-    return [_new_event(item, i, settings, encode) for i, item in enumerate(items)]
+    ids = iter(new_event_ids(sum(1 for item in items if "id" not in item)))
+    return [_new_event(item, i, settings, encode, ids) for i, item in enumerate(items)]
 
 
 def _event_problems(
@@ -285,7 +286,11 @@ def _event_problems(
 
 
 def _new_event(
-    item: dict[str, Any], i: int, settings: Settings, encode: Callable[[Any], str]
+    item: dict[str, Any],
+    i: int,
+    settings: Settings,
+    encode: Callable[[Any], str],
+    server_ids: Iterator[str],
 ) -> NewEvent:
     data = encode(item["data"])
     metadata = encode(item.get("metadata", {}))
@@ -300,7 +305,7 @@ def _new_event(
         )
     given = item.get("id")
     return NewEvent(
-        id=given.lower() if given else new_event_id(),
+        id=given.lower() if given else next(server_ids),
         type=item["type"],
         data=data,
         metadata=metadata,

@@ -23,10 +23,15 @@ class NewEvent(NamedTuple):
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
-def new_event_id() -> str:
-    """A random (version 4) UUID as text, at a quarter of the cost of str(uuid4())."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+def new_event_ids(count: int) -> list[str]:
+    """`count` random (version 4) UUIDs as text, from one read of the system's random
+    source: a fraction of the cost of str(uuid4()) for each."""
+    h = os.urandom(16 * count).hex()
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
+        f"{_VARIANT[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * count, 32)
+    ]
 
 
 class RecordedEvent(NamedTuple):
@@ -77,8 +82,7 @@ class ExpectedVersion:
 ANY_VERSION = ExpectedVersion()
 
 
-@dataclass(frozen=True, slots=True)
-class AppendedEvent:
+class AppendedEvent(NamedTuple):
     id: str
     version: int
     position: int
