@@ -89,6 +89,8 @@ class Broadcaster:
                 await self._refill()
             except StoreUnavailableError:
                 log.warning("cannot reach the database; waiting for the next wake-up")
+            except Exception:  # tails wait with no timer: this task must outlive any bug
+                log.exception("refill failed; waiting for the next wake-up")
 
     async def _refill(self) -> None:
         if self._resync:
