@@ -76,7 +76,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
         limit_concurrency=settings.max_concurrent_connections,
         log_level=settings.log_level,
         log_config=log_config(settings.log_level),
-        access_log=False,  # RequestIdMiddleware writes the access lines
+        access_log=False,  # ObserveMiddleware writes the access lines
         timeout_graceful_shutdown=5,
         proxy_headers=False,
     )

@@ -17,8 +17,8 @@ from app.api import live, log, ops, problems, snapshots, streams, subscriptions
 from app.api import openapi as openapi_document
 from app.api.fast_path import FastAppend
 from app.api.limits import BodyLimit
-from app.api.logs import RequestIdMiddleware
-from app.api.metrics import Metrics, MetricsMiddleware
+from app.api.metrics import Metrics
+from app.api.observe import ObserveMiddleware
 from app.live.broadcaster import Broadcaster
 from app.settings import Settings
 from app.store.engine import check_schema, create_engine, operation_deadline, upgrade
@@ -90,8 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(405, _method_not_allowed)
     app.add_middleware(FastAppend, api=app)  # innermost: after the body limit
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(RequestIdMiddleware)  # outermost: every line of a request has its id
+    app.add_middleware(ObserveMiddleware, metrics=metrics)  # outermost: ids on every line
 
     def openapi() -> dict[str, Any]:
         return openapi_document.build(app)

@@ -7,18 +7,10 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import re
-import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from app.api.metrics import route_template
-
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-_VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 access = logging.getLogger("evstore.access")
 
 
@@ -56,49 +48,3 @@ def log_config(level: str) -> dict[str, Any]:
             "psycopg": {"level": "WARNING"},
         },
     }
-
-
-class RequestIdMiddleware:
-    """Takes the client's X-Request-ID (when it is a sane token) or makes one, echoes
-    it on the response, and logs one access line per request."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        rid = given if _VALID_ID.fullmatch(given) else uuid.uuid4().hex
-        token = request_id.set(rid)
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            route = route_template(scope)
-            access.info(
-                "%s %s %s",
-                scope["method"],
-                route,
-                status,
-                extra={
-                    "request_id": rid,
-                    "fields": {
-                        "method": scope["method"],
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    },
-                },
-            )
-            request_id.reset(token)
