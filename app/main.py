@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api import live, log, ops, problems, snapshots, streams, subscriptions
 from app.api import openapi as openapi_document
@@ -27,6 +28,24 @@ from app.store.notifier import LocalNotifier, PostgresNotifier
 from app.store.snapshots import SnapshotStore
 from app.store.subscriptions import SubscriptionStore
 from app.store.writer import Writer
+
+
+class Evstore(FastAPI):
+    """FastAPI behind evstore's front: request ids, access lines and metrics, the body
+    limit and the append route, all before FastAPI's own middleware stack (whose
+    per-request work, telemetry checks and error wrapping included, an append does
+    not need). Everything but an append then enters FastAPI as usual."""
+
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.front is None or scope["type"] == "lifespan":
+            await super().__call__(scope, receive, send)
+        else:
+            await self.front(scope, receive, send)
+
+    async def enter_fastapi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -71,7 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await notifier.stop()
             await engine.dispose()
 
-    app = FastAPI(
+    app = Evstore(
         title="evstore",
         version="1",
         lifespan=lifespan,
@@ -88,9 +107,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     problems.install(app, settings.retry_after_seconds)
     app.add_exception_handler(405, _method_not_allowed)
-    app.add_middleware(FastAppend, api=app)  # innermost: after the body limit
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(ObserveMiddleware, metrics=metrics)  # outermost: ids on every line
+    # In front of FastAPI's own stack, so that appends skip all of it (app/api/fast_path.py)
+    app.front = ObserveMiddleware(
+        BodyLimit(FastAppend(app.enter_fastapi, app), settings.max_body_bytes), metrics
+    )
 
     def openapi() -> dict[str, Any]:
         return openapi_document.build(app)
