@@ -102,7 +102,9 @@ class Report:
 
     def targets(self) -> None:
         noop = self.get("ceiling.noop")
+        noop_ours = self.get("ceiling.noop_evstore_protocol")
         pg10 = self.get("ceiling.pgbench_10")
+        pg10_events = self.get("ceiling.pgbench_events_10")
         raw = self.get("ceiling.psycopg_reads")
         a64 = self.get("postgresql.appends_64")
         a100 = self.get("postgresql.appends_100x16")
@@ -124,6 +126,11 @@ class Report:
                 verdict(None if a64 is None or not noop else a64 >= 0.5 * noop),
             ],
             [
+                "(the same against the no-op served like evstore, its protocol)",
+                f"{fmt(a64)} / {fmt(noop_ours)} = {pct(self.ratio(a64, noop_ours))}",
+                verdict(None if a64 is None or not noop_ours else a64 >= 0.5 * noop_ours),
+            ],
+            [
                 f"single-event appends @64 > Emmett's {EMMETT_SINGLE:,} events/s",
                 f"{fmt(a64)} events/s",
                 verdict(None if a64 is None else a64 > EMMETT_SINGLE),
@@ -132,6 +139,11 @@ class Report:
                 "100-event appends >= 50 % of pgbench 10-row rows/s",
                 f"{fmt(a100)} / {fmt(pg10)} = {pct(self.ratio(a100, pg10))}",
                 verdict(None if a100 is None or not pg10 else a100 >= 0.5 * pg10),
+            ],
+            [
+                "(context: 100-event appends / pgbench 10-row into the events table)",
+                f"{fmt(a100)} / {fmt(pg10_events)} = {pct(self.ratio(a100, pg10_events))}",
+                "-",
             ],
             [
                 "global log reads >= 30 % of raw psycopg rows/s",
