@@ -55,6 +55,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 ## PostgreSQL on 127.0.0.1:5432); about 45 minutes; writes bench/RESULTS.md.
 ## Not part of `make test`. Shorter: make bench BENCH_ARGS="--soak-seconds 120"
 bench: $(BENCH_STAMP)
+	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
