@@ -3,9 +3,10 @@
 `LiveResponse` keeps sse-starlette's wire behaviour (pings, a send timeout for clients
 that stop reading, the end of every stream when the server exits, disconnect
 detection) at a fraction of its per-connection cost: the stream runs in the request's
-own task, and one helper task per connection listens for the disconnect, sends the
-pings and watches for a stalled send (instead of a task group of four tasks and a
-cancel scope around every send). One watcher per process ends the streams on exit.
+own task, and one helper task per connection listens for the disconnect and sends the
+pings (instead of a task group of four tasks and a cancel scope around every send).
+One task per process ends the streams whose send has waited too long, and all of them
+when the server exits.
 """
 
 from __future__ import annotations
@@ -42,12 +43,15 @@ SHUTDOWN_GRACE_SECONDS = 2.0  # the tails end cleanly well within uvicorn's 5 s
 
 class LiveStreams:
     """The open live responses of one process (one broadcaster), and the one task that
-    ends them when the server begins to exit: it closes the broadcaster, so every tail
-    returns and its stream ends cleanly, and cancels what is left after a grace period."""
+    watches them: every quarter of the send timeout it ends those whose send has waited
+    longer than that (a sweep over all, not a timer per stream), and when the server
+    begins to exit it closes the broadcaster, so every tail returns and its stream ends
+    cleanly, and cancels what is left after a grace period."""
 
-    def __init__(self, broadcaster: Broadcaster, gauge: Gauge) -> None:
+    def __init__(self, broadcaster: Broadcaster, gauge: Gauge, send_timeout: float) -> None:
         self.broadcaster = broadcaster
         self.gauge = gauge
+        self.send_timeout = send_timeout
         self.open: set[LiveResponse] = set()
         self._watcher: asyncio.Task[None] | None = None
 
@@ -55,7 +59,7 @@ class LiveStreams:
         self.open.add(response)
         self.gauge.inc()
         if self._watcher is None:
-            self._watcher = asyncio.create_task(self._end_on_exit(), name="evstore-live-exit")
+            self._watcher = asyncio.create_task(self._watch(), name="evstore-live-streams")
 
     def discard(self, response: LiveResponse) -> None:
         self.open.discard(response)
@@ -64,8 +68,17 @@ class LiveStreams:
             self._watcher.cancel()
             self._watcher = None
 
-    async def _end_on_exit(self) -> None:
-        await EventSourceResponse._listen_for_exit_signal()
+    async def _watch(self) -> None:
+        exiting = asyncio.ensure_future(EventSourceResponse._listen_for_exit_signal())
+        try:
+            while not exiting.done():
+                await asyncio.wait([exiting], timeout=self.send_timeout / 4)
+                stalled_since = time.monotonic() - self.send_timeout
+                for response in list(self.open):
+                    if response.sending_since() <= stalled_since:
+                        response.end("stalled")
+        finally:
+            exiting.cancel()
         self.broadcaster.close()
         await asyncio.sleep(SHUTDOWN_GRACE_SECONDS)  # `discard` cancels us once all end
         for response in list(self.open):
@@ -75,10 +88,11 @@ class LiveStreams:
 _streams: WeakKeyDictionary[Broadcaster, LiveStreams] = WeakKeyDictionary()
 
 
-def live_streams(broadcaster: Broadcaster, metrics: Metrics) -> LiveStreams:
+def live_streams(broadcaster: Broadcaster, metrics: Metrics, settings: Settings) -> LiveStreams:
     streams = _streams.get(broadcaster)
     if streams is None:
-        streams = _streams[broadcaster] = LiveStreams(broadcaster, metrics.live_subscribers)
+        gauge, timeout = metrics.live_subscribers, settings.live_send_timeout_seconds
+        streams = _streams[broadcaster] = LiveStreams(broadcaster, gauge, timeout)
     return streams
 
 
@@ -150,8 +164,8 @@ class LiveResponse(EventSourceResponse):
         await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _send(self, send: Send, message: Message) -> None:
-        # The helper times out a send that waits too long (the client stopped reading):
-        # cheaper than a timer around every send, as most never wait at all.
+        # LiveStreams ends a stream whose send waits too long (the client stopped
+        # reading): cheaper than a timer around every send, as most never wait at all.
         self._sending += 1
         if self._sending == 1:
             self._since = time.monotonic()
@@ -160,25 +174,23 @@ class LiveResponse(EventSourceResponse):
         finally:
             self._sending -= 1
 
+    def sending_since(self) -> float:
+        """When the send in progress began (math.inf: none is)."""
+        return self._since if self._sending else math.inf
+
     async def _watch(self, receive: Receive, send: Send) -> None:
-        """The helper task: disconnect, pings, stalled sends."""
-        timeout = self.send_timeout or math.inf
+        """The helper task: the disconnect, and a ping every ping interval."""
         interval = self.ping_interval or math.inf
         next_ping = time.monotonic() + interval
-        while True:  # until cancelled when the stream ends; its last send is watched too
-            now = time.monotonic()
-            if self._sending and now - self._since >= timeout:
-                self.end("stalled")
-                return
-            if now >= next_ping:
-                next_ping = now + interval if self.active else math.inf
-                if self.active and not await self._send_ping(send):
-                    self.end("stalled")
-                    return
+        while True:  # until the stream ends and cancels it
+            wait = next_ping - time.monotonic()
+            if wait <= 0:
+                if self.active:
+                    await self._send(send, self._ping_message())
+                next_ping = time.monotonic() + interval
                 continue
-            wake = min(next_ping - now, timeout / 4)
             try:
-                async with asyncio.timeout(None if wake == math.inf else wake):
+                async with asyncio.timeout(None if wait == math.inf else wait):
                     message = await receive()
             except TimeoutError:
                 continue
@@ -186,21 +198,14 @@ class LiveResponse(EventSourceResponse):
                 self.end("disconnect")
                 return
 
-    async def _send_ping(self, send: Send) -> bool:
-        """Send a keep-alive comment; False when the send timed out."""
+    def _ping_message(self) -> Message:
         factory = self.ping_message_factory
         event = factory() if factory else ServerSentEvent(comment="ping", sep=self.sep)
-        message = {
+        return {
             "type": "http.response.body",
             "body": ensure_bytes(event, self.sep),
             "more_body": True,
         }
-        try:
-            async with asyncio.timeout(self.send_timeout):
-                await self._send(send, message)
-        except TimeoutError:
-            return False
-        return True
 
 
 # One message of the stream, as OpenAPI 3.2 describes text/event-stream items (an
@@ -281,7 +286,7 @@ def live_response(
     )
     return LiveResponse(
         tail(broadcaster, start, where, options),
-        live_streams(broadcaster, metrics),
+        live_streams(broadcaster, metrics, settings),
         ping=settings.live_keepalive_seconds,
         ping_message_factory=lambda: ServerSentEvent(comment="ping", sep="\n"),
         send_timeout=settings.live_send_timeout_seconds,
