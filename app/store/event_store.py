@@ -194,8 +194,15 @@ class EventStore:
         """A page of the stream from version `start` (inclusive); raises
         StreamNotFoundError when the stream has no events."""
         async with self.connect() as conn:
-            page = await queries.stream_events(conn, stream_id, start, limit, backward)
-            version = await queries.stream_version(conn, stream_id)
+            if backward:
+                # The version first, then the page at or below it (committed together,
+                # so the page is complete up to that version).
+                version = await queries.stream_version(conn, stream_id)
+                first = version if start is None else min(start, version)
+                page = await queries.stream_events(conn, stream_id, first, limit, True)
+            else:
+                page = await queries.stream_events(conn, stream_id, start or 1, limit, False)
+                version = await queries.stream_version(conn, stream_id)
         if not version:
             raise StreamNotFoundError(stream_id)
         return StreamPage(stream_id, version, page)

@@ -78,19 +78,28 @@ async def stream_version(conn: AsyncConnection, stream_id: str) -> int:
 
 
 async def stream_events(
-    conn: AsyncConnection, stream_id: str, start: int | None, limit: int, backward: bool
+    conn: AsyncConnection, stream_id: str, start: int, limit: int, backward: bool
 ) -> list[RecordedEvent]:
-    query = _select_events(conn.dialect.name).where(events.c.stream_id == sa.bindparam("stream_id"))
-    if backward:
-        query = query.where(events.c.version <= sa.bindparam("start"))
-        query = query.order_by(events.c.version.desc())
-        start = MAX_VERSION if start is None else start
-    else:
-        query = query.where(events.c.version >= sa.bindparam("start"))
-        query = query.order_by(events.c.version)
-        start = start or 1
-    query = query.limit(sa.bindparam("limit"))
-    params = {"stream_id": stream_id, "start": start, "limit": limit}
+    """Up to `limit` events from version `start` (inclusive), forward or backward.
+
+    Versions are dense (1..version), so the page is exactly the versions in
+    [start, start + limit - 1] (backward: [start - limit + 1, start]): the query names
+    that range rather than leaving it open. An open range let PostgreSQL, with stale
+    or no statistics on a table that just grew, plan a bitmap scan of the whole
+    stream and a sort, hundreds of times slower than reading one page."""
+    low, high = (start - limit + 1, start) if backward else (start, start + limit - 1)
+    high = min(high, MAX_VERSION)
+    version = events.c.version
+    query = (
+        _select_events(conn.dialect.name)
+        .where(
+            events.c.stream_id == sa.bindparam("stream_id"),
+            version >= sa.bindparam("low"),
+            version <= sa.bindparam("high"),
+        )
+        .order_by(version.desc() if backward else version)
+    )
+    params = {"stream_id": stream_id, "low": low, "high": high}
     shape = "stream_backward" if backward else "stream_forward"
     return to_events(await driver.fetch(conn, query, params, shape=shape))
 
@@ -146,16 +155,18 @@ async def log_events(
     if head <= after:
         return []
     if where.is_empty:
+        # Positions are dense (1..head): the page is exactly (after, after + limit],
+        # and naming that range keeps the plan an index range scan of `limit` rows
+        # whatever the statistics say (see stream_events).
         query = (
             _select_events(conn.dialect.name)
             .where(
                 events.c.position > sa.bindparam("after"),
-                events.c.position <= sa.bindparam("head"),
+                events.c.position <= sa.bindparam("last"),
             )
             .order_by(events.c.position)
-            .limit(sa.bindparam("limit"))
         )
-        params = {"after": after, "head": head, "limit": limit}
+        params = {"after": after, "last": min(head, after + limit)}
         return to_events(await driver.fetch(conn, query, params, shape="log"))
     return to_events(
         await driver.fetch(

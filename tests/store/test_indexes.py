@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import sqlalchemy as sa
 
-from app.domain.types import LogFilter
+from app.domain.types import ANY_VERSION, LogFilter
+from app.store import driver
 from app.store.event_store import EventStore
 from app.store.queries import filtered_log_query
+from tests.factories import new_event
 
 
 @pytest.mark.parametrize(
@@ -42,3 +46,58 @@ async def test_filtered_read_plan_uses_the_filter_index(
             assert "SCAN events" not in plan.replace("USING INDEX", ""), plan
         # One of the filters' own indexes, not merely a range scan over positions.
         assert any(name in plan for name in index.split("|")), plan
+
+
+# Versions 11.. of Big-1 at positions 11.., as appends would have written them.
+BULK_EVENTS = """
+    WITH n AS (SELECT generate_series(11, 50010) AS i)
+    INSERT INTO events (position, event_id, stream_id, category, version, type, data,
+                        metadata, recorded_at)
+    SELECT i, gen_random_uuid(), 'Big-1', 'Big', i, 'Happened', '{"n": 1}', '{}', now()
+    FROM n;
+    UPDATE streams SET version = 50010 WHERE stream_id = 'Big-1';
+    UPDATE log_head SET position = 50010;
+"""
+
+
+def _scanned_rows(plan: dict) -> int:  # type: ignore[type-arg]
+    """The most rows any node of an EXPLAIN ANALYZE (JSON) plan produced."""
+    children = plan.get("Plans", [])
+    return max([int(plan.get("Actual Rows", 0)), *(_scanned_rows(c) for c in children)])
+
+
+@pytest.mark.postgres_only
+async def test_a_page_reads_only_its_own_rows_without_statistics(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of the log or of a stream touches the rows of that page, even on a table
+    that just grew and has no statistics, where an open range (position > after and
+    <= head) was planned as a bitmap scan of everything after `after` plus a sort.
+    The statements the store runs are recorded and run again under EXPLAIN ANALYZE."""
+    await store.append("Big-1", [new_event() for _ in range(10)], ANY_VERSION)
+    async with store.engine.begin() as conn:  # 50k more, faster than through appends
+        for statement in BULK_EVENTS.split(";")[:-1]:
+            await conn.execute(sa.text(statement))
+    ran: list[tuple[str, Any]] = []
+    run = driver.run
+
+    async def recording(conn: Any, sql: str, args: Any) -> Any:
+        ran.append((sql, args))
+        return await run(conn, sql, args)
+
+    monkeypatch.setattr(driver, "run", recording)
+    pages = [
+        len((await store.read_log(100, 1000, LogFilter())).events),
+        len((await store.read_stream("Big-1", 5, 1000, backward=False)).events),
+        len((await store.read_stream("Big-1", None, 1000, backward=True)).events),
+        len((await store.read_stream("Big-1", 40_000, 1000, backward=True)).events),
+    ]
+    assert pages == [1000] * 4
+    page_queries = [(sql, args) for sql, args in ran if "FROM events" in sql]
+    assert len(page_queries) == 4
+    async with store.engine.connect() as conn:
+        raw: Any = (await conn.get_raw_connection()).driver_connection
+        for sql, args in page_queries:
+            cursor = await raw.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, args)
+            [(plan,)] = await cursor.fetchall()
+            assert _scanned_rows(plan[0]["Plan"]) <= 1000, (sql, args, plan)
