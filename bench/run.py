@@ -688,7 +688,7 @@ def main() -> None:
         existing = Path(args.out) / "results.json"
         if args.merge and existing.exists():
             suite.results = json.loads(existing.read_text())
-            suite.results.setdefault("merged", []).append(args.command)
+            suite.results.setdefault("merged", []).append(f"{args.command} (code {git_state()})")
             suite.kept_logs = suite.results.get("server_logs", {})
         suite.run()
     report.write(Path(args.out))
