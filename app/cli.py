@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         from sqlalchemy.engine import make_url
 
-        from app.store.engine import upgrade
+        from app.store.migrations import upgrade
 
         upgrade(settings.database_url)
         shown = make_url(settings.database_url).render_as_string(hide_password=True)
@@ -48,9 +48,9 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> int:
     import uvicorn
 
-    from app.api.logs import log_config
+    from app.api.log_format import log_config
     from app.domain.errors import EvstoreError
-    from app.store.engine import check_schema, upgrade
+    from app.store.migrations import check_schema, upgrade
 
     try:
         if settings.migrate_on_start:

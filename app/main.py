@@ -22,8 +22,9 @@ from app.api.metrics import Metrics
 from app.api.observe import ObserveMiddleware
 from app.live.broadcaster import Broadcaster
 from app.settings import Settings
-from app.store.engine import check_schema, create_engine, operation_deadline, upgrade
+from app.store.engine import create_engine, operation_deadline
 from app.store.event_store import EventStore
+from app.store.migrations import check_schema, upgrade
 from app.store.notifier import LocalNotifier, PostgresNotifier
 from app.store.snapshots import SnapshotStore
 from app.store.subscriptions import SubscriptionStore

@@ -66,7 +66,7 @@ def scratch_database() -> Iterator[str]:
 @contextmanager
 def database(backend: str) -> Iterator[str]:
     """A fresh, migrated database; dropped afterwards."""
-    from app.store.engine import upgrade
+    from app.store.migrations import upgrade
 
     if backend == "sqlite":
         with tempfile.TemporaryDirectory() as folder:

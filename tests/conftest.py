@@ -21,8 +21,9 @@ from fastapi import FastAPI
 
 from app.main import create_app
 from app.settings import Settings
-from app.store.engine import create_engine, upgrade
+from app.store.engine import create_engine
 from app.store.event_store import EventStore
+from app.store.migrations import upgrade
 from app.store.writer import Writer
 
 ADMIN_URL = os.environ.get(

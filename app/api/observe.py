@@ -18,7 +18,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.logs import access, request_id
+from app.api.log_format import access, request_id
 from app.api.metrics import Metrics, route_template
 
 _VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

@@ -8,7 +8,7 @@ import logging
 import httpx
 import pytest
 
-from app.api.logs import JsonFormatter
+from app.api.log_format import JsonFormatter
 from tests.factories import append_body, event_body
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.store.engine import upgrade
+from app.store.migrations import upgrade
 from tests.faults.process import started
 from tests.faults.seed import run_seed
 from tests.history import (

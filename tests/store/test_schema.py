@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from app.domain.errors import SchemaOutOfDateError
 from app.main import create_app
 from app.settings import Settings
-from app.store.engine import check_schema, sync_url, upgrade
+from app.store.engine import sync_url
+from app.store.migrations import check_schema, upgrade
 from tests.conftest import create_pg_database, drop_pg_database, pg_url
 
 
