@@ -22,13 +22,8 @@ from app.api.metrics import Metrics
 from app.api.observe import ObserveMiddleware
 from app.live.broadcaster import Broadcaster
 from app.settings import Settings
-from app.store.engine import create_engine, operation_deadline
-from app.store.event_store import EventStore
+from app.store.bootstrap import open_store
 from app.store.migrations import check_schema, upgrade
-from app.store.notifier import LocalNotifier, PostgresNotifier
-from app.store.snapshots import SnapshotStore
-from app.store.subscriptions import SubscriptionStore
-from app.store.writer import Writer
 
 
 class Evstore(FastAPI):
@@ -60,36 +55,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.to_thread(upgrade, settings.database_url)
         else:
             await asyncio.to_thread(check_schema, settings.database_url)
-        engine = create_engine(settings)
-        store = EventStore(engine, deadline=operation_deadline(settings))
-        notifier = (
-            PostgresNotifier(
-                store,
-                settings.database_url,
-                settings.live_poll_seconds,
-                settings.connect_timeout_seconds,
+        async with open_store(settings, on_batch=metrics.batch_sizes.observe) as store:
+            broadcaster = Broadcaster(
+                store.events, settings.live_cache_events, settings.live_page_size
             )
-            if engine.dialect.name == "postgresql"
-            else LocalNotifier(store, settings.live_poll_seconds)
-        )
-        broadcaster = Broadcaster(store, settings.live_cache_events, settings.live_page_size)
-        writer = Writer(store, on_batch=metrics.batch_sizes.observe)
-        store.batcher = writer.append
-        store.after_commit.append(notifier.published)
-        notifier.subscribe(broadcaster.wake)
-        app.state.store, app.state.notifier, app.state.broadcaster = store, notifier, broadcaster
-        app.state.snapshots = SnapshotStore(store)
-        app.state.subscriptions = SubscriptionStore(store)
-        try:
+            store.notifier.subscribe(broadcaster.wake)
+            app.state.store, app.state.broadcaster = store.events, broadcaster
+            app.state.snapshots, app.state.subscriptions = store.snapshots, store.subscriptions
             await broadcaster.start()
-            await notifier.start()
-            await writer.start()
-            yield
-        finally:
-            await writer.stop()
-            await broadcaster.stop()
-            await notifier.stop()
-            await engine.dispose()
+            try:
+                yield
+            finally:
+                await broadcaster.stop()
 
     app = Evstore(
         title="evstore",

@@ -7,47 +7,17 @@ while a lower position is still uncommitted, and a tailing reader skips it for g
 the bug DESIGN section 3 rules out. Everything else (versions, receipts) stays correct.
 
 Install it on a test database with `install_sequence`, then patch
-`app.store.append.PG_INSERT` (appends alone) with `BROKEN_PG_INSERT` and
-`app.store.append.PG_WRITE_BATCH` (group commit) with `BROKEN_PG_WRITE_BATCH`
-(pytest's monkeypatch).
+`app.store.append.PG_WRITE_BATCH` (the one append statement: batches, and single
+appends as batches of one) with `BROKEN_PG_WRITE_BATCH` (pytest's monkeypatch).
 """
 
 from __future__ import annotations
 
 import psycopg
-import sqlalchemy as sa
 
 from app.store.append import PG_WRITE_BATCH
 
 SEQUENCE = "evstore_broken_position"
-
-# The log_head update reads `inserted`, so it runs after the insert (and after any row
-# trigger in it): a held insert does not hold the counter row, unlike the real append.
-BROKEN_PG_INSERT = sa.text(
-    f"""
-    WITH inserted AS (
-        INSERT INTO events (position, event_id, stream_id, category, version, type,
-                            data, metadata, recorded_at)
-        SELECT nextval('{SEQUENCE}'), e.event_id, e.stream_id, e.category, e.version,
-               e.type, e.data, e.metadata, :recorded_at
-        FROM unnest(CAST(:event_ids AS uuid[]), CAST(:stream_ids AS text[]),
-                    CAST(:categories AS text[]), CAST(:versions AS bigint[]),
-                    CAST(:types AS text[]), CAST(:datas AS jsonb[]),
-                    CAST(:metadatas AS jsonb[]))
-                 WITH ORDINALITY AS e(event_id, stream_id, category, version, type, data,
-                                      metadata, ord)
-        ORDER BY e.ord
-        RETURNING position, event_id
-    ), moved AS (
-        UPDATE log_head
-        SET position = GREATEST(position, (SELECT max(position) FROM inserted))
-        WHERE id = 1 AND CAST(:n AS bigint) > 0
-    )
-    SELECT position FROM inserted
-    ORDER BY array_position(CAST(:event_ids AS uuid[]), event_id)
-    """
-)
-
 
 # The group-commit statement with the same fault: its stream part as is, then
 # positions from the sequence and the head moved after the insert; same parameters
@@ -62,7 +32,8 @@ BROKEN_PG_WRITE_BATCH = (
     ), inserted AS (
         INSERT INTO events (position, event_id, stream_id, category, version, type,
                             data, metadata, recorded_at)
-        SELECT nextval('{SEQUENCE}'), e.i, e.s, e.c, e.v, e.t, e.d, e.m, %(now)s
+        SELECT nextval('{SEQUENCE}'), e.i, e.s, e.c, e.v, e.t, COALESCE(e.d, 'null'), e.m,
+               %(now)s
         FROM batch AS e ORDER BY e.o
         RETURNING position, event_id
     ), head AS (

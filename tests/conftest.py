@@ -21,10 +21,9 @@ from fastapi import FastAPI
 
 from app.main import create_app
 from app.settings import Settings
-from app.store.engine import create_engine
+from app.store.bootstrap import Store, open_store
 from app.store.event_store import EventStore
 from app.store.migrations import upgrade
-from app.store.writer import Writer
 
 ADMIN_URL = os.environ.get(
     "EVSTORE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -114,18 +113,16 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[EventStore]:
-    """The store as the service runs it: appends go through the group-commit writer."""
-    engine = create_engine(settings)
-    events = EventStore(engine)
-    writer = Writer(events)
-    events.batcher = writer.append
-    await writer.start()
-    try:
-        yield events
-    finally:
-        await writer.stop()
-        await engine.dispose()
+async def opened(settings: Settings) -> AsyncIterator[Store]:
+    """The store as the service opens it (app.store.bootstrap), running for the test."""
+    async with open_store(settings) as parts:
+        yield parts
+
+
+@pytest.fixture
+def store(opened: Store) -> EventStore:
+    """The event store; appends go through the group-commit writer."""
+    return opened.events
 
 
 @pytest.fixture

@@ -296,7 +296,6 @@ async def test_checker_catches_positions_drawn_from_a_sequence(
 ) -> None:
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await broken_store.install_sequence(conn)
-    monkeypatch.setattr(append, "PG_INSERT", broken_store.BROKEN_PG_INSERT)
     monkeypatch.setattr(append, "PG_WRITE_BATCH", broken_store.BROKEN_PG_WRITE_BATCH)
 
     run = await run_held_append(client, other_process, database_url)

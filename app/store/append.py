@@ -1,15 +1,16 @@
-"""The append transaction: the only code that writes events.
+"""The append transaction's statements: the only code that writes events.
 
-Order inside one transaction (DESIGN sections 3 and 4):
-1. lock the stream row (create it at version 0 when new) and read its version;
-2. check the expected version (a failed check may still be an idempotent retry);
-3. move the stream's version;
-4. take positions from the one-row counter and insert the events, as late as possible
-   and in one statement on PostgreSQL (PG_INSERT, shared with group commit), so the
-   counter's row lock, which serialises every append in every process until commit,
-   is held for one statement and the commit.
-A unique violation on event_id rolls everything back; the caller then decides between
-an idempotent replay and a 409.
+The writer (app.store.writer) runs one transaction for a batch of appends, a single
+append being a batch of one (DESIGN sections 3, 4 and 8):
+1. lock the existing stream rows of the batch, in stream id order (`lock_streams`);
+2. the writer checks each expected version in memory, in arrival order; a failed
+   check may still be an idempotent retry (`find_event_ids`);
+3. create the new streams and move the others to their new versions, take positions
+   from the one-row counter and insert the events (`write_batch`): on PostgreSQL one
+   statement, so that the counter's row lock, which serialises every append in every
+   process until commit, is held for that statement and the commit.
+A unique violation on event_id or (stream_id, version) rolls everything back; the
+writer then decides alone (app.store.failures names the violations).
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = ["AsyncConnection"]
 
-from app.domain.types import AppendedEvent, NewEvent, category_of
+from app.domain.types import NewEvent, category_of
 from app.store import driver
 from app.store.tables import events, log_head, streams
 
@@ -33,49 +34,6 @@ SQLITE_BUMP = (
     .values(position=log_head.c.position + sa.bindparam("n"))
     .returning(log_head.c.position)
 )
-
-
-async def lock_stream(conn: AsyncConnection, stream_id: str, category: str, now: datetime) -> int:
-    """Lock the stream's row for this transaction and return its version (0 if new)."""
-    select = sa.select(streams.c.version).where(streams.c.stream_id == stream_id)
-    locked = select.with_for_update()
-    version = (await conn.execute(locked)).scalar_one_or_none()
-    if version is not None:
-        return int(version)
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    created = (
-        insert(streams)
-        .values(stream_id=stream_id, category=category, version=0, created_at=now, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["stream_id"])
-        .returning(streams.c.version)
-    )
-    version = (await conn.execute(created)).scalar_one_or_none()
-    if version is None:  # another transaction created it first; wait for its lock
-        version = (await conn.execute(locked)).scalar_one()
-    return int(version)
-
-
-async def move_stream(conn: AsyncConnection, stream_id: str, version: int, now: datetime) -> None:
-    await conn.execute(
-        sa.update(streams)
-        .where(streams.c.stream_id == stream_id)
-        .values(version=version, updated_at=now)
-    )
-
-
-async def insert_events(
-    conn: AsyncConnection,
-    stream_id: str,
-    base_version: int,
-    new: Sequence[NewEvent],
-    now: datetime,
-) -> list[AppendedEvent]:
-    """Take len(new) positions from the counter and insert the events at them."""
-    positions = await insert_batch(conn, [(stream_id, base_version, new)], now)
-    return [
-        AppendedEvent(id=e.id, version=base_version + i + 1, position=position)
-        for i, (e, position) in enumerate(zip(new, positions, strict=True))
-    ]
 
 
 async def find_event_ids(
@@ -90,35 +48,13 @@ async def find_event_ids(
     return {str(r.event_id): (r.stream_id, int(r.version), int(r.position)) for r in rows}
 
 
-# --- group commit: the same steps for a batch of requests -----------------------------
-
-PG_INSERT = sa.text(
-    """
-    WITH head AS (
-        UPDATE log_head SET position = position + :n WHERE id = 1 RETURNING position
-    )
-    INSERT INTO events (position, event_id, stream_id, category, version, type,
-                        data, metadata, recorded_at)
-    SELECT head.position - :n + e.ord, e.event_id, e.stream_id, e.category, e.version,
-           e.type, e.data, e.metadata, :recorded_at
-    FROM head,
-         unnest(CAST(:event_ids AS uuid[]), CAST(:stream_ids AS text[]),
-                CAST(:categories AS text[]), CAST(:versions AS bigint[]),
-                CAST(:types AS text[]), CAST(:datas AS jsonb[]), CAST(:metadatas AS jsonb[]))
-             WITH ORDINALITY AS e(event_id, stream_id, category, version, type, data,
-                                  metadata, ord)
-    ORDER BY e.ord
-    RETURNING position
-    """
-)
-
-
 # Group commit on PostgreSQL: after the lock, one statement creates the new streams at
 # their final versions, moves the others, bumps the counter once and inserts every
 # event; the events travel as one JSON array, which PostgreSQL parses faster than the
 # driver could encode seven arrays. It answers how many streams it created (fewer
 # than asked means another process created one meanwhile: the caller rolls back) and
-# the positions of the events, in order.
+# the positions of the events, in order. jsonb_to_recordset reads a JSON null as SQL
+# NULL: data that is null is put back as the JSON null.
 PG_LOCK_STREAMS = """
     SELECT stream_id, version FROM streams WHERE stream_id = ANY(%(ids)s)
     ORDER BY stream_id FOR UPDATE
@@ -142,7 +78,8 @@ PG_WRITE_BATCH = """
     ), inserted AS (
         INSERT INTO events (position, event_id, stream_id, category, version, type,
                             data, metadata, recorded_at)
-        SELECT head.position - %(n)s + e.o, e.i, e.s, e.c, e.v, e.t, e.d, e.m, %(now)s
+        SELECT head.position - %(n)s + e.o, e.i, e.s, e.c, e.v, e.t,
+               COALESCE(e.d, 'null'), e.m, %(now)s
         FROM head, jsonb_to_recordset(%(events)s::jsonb)
              AS e(o bigint, i uuid, s text, c text, v bigint, t text, d jsonb, m jsonb)
         RETURNING position
@@ -219,12 +156,12 @@ async def lock_streams(conn: AsyncConnection, stream_ids: Sequence[str]) -> dict
 
 
 async def create_streams(conn: AsyncConnection, stream_ids: Sequence[str], now: datetime) -> bool:
-    """Create rows for new streams; False when another transaction created one first."""
+    """Create rows for new streams (SQLite); False when another transaction created
+    one first."""
     if not stream_ids:
         return True
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     created = await conn.execute(
-        insert(streams)
+        sqlite.insert(streams)
         .values(
             [
                 {
@@ -244,6 +181,7 @@ async def create_streams(conn: AsyncConnection, stream_ids: Sequence[str], now: 
 
 
 async def move_streams(conn: AsyncConnection, versions: dict[str, int], now: datetime) -> None:
+    """Move streams to their new versions (SQLite)."""
     if not versions:
         return
     await conn.execute(
@@ -259,27 +197,12 @@ async def insert_batch(
     appends: Sequence[tuple[str, int, Sequence[NewEvent]]],
     now: datetime,
 ) -> list[int]:
-    """One counter bump and one insert for every event of the batch, in order."""
+    """One counter bump and one insert for every event of the batch, in order
+    (SQLite; on PostgreSQL PG_WRITE_BATCH does this and the streams in one statement)."""
     rows = [
         (stream_id, base + i + 1, e) for stream_id, base, new in appends for i, e in enumerate(new)
     ]
     n = len(rows)
-    if conn.dialect.name == "postgresql":
-        result = await conn.execute(
-            PG_INSERT,
-            {
-                "n": n,
-                "recorded_at": now,
-                "event_ids": [e.id for _, _, e in rows],
-                "stream_ids": [s for s, _, _ in rows],
-                "categories": [category_of(s) for s, _, _ in rows],
-                "versions": [v for _, v, _ in rows],
-                "types": [e.type for _, _, e in rows],
-                "datas": [e.data for _, _, e in rows],
-                "metadatas": [e.metadata for _, _, e in rows],
-            },
-        )
-        return [int(p) for p in result.scalars()]
     last = int((await conn.execute(SQLITE_BUMP, {"n": n})).scalar_one())
     positions = list(range(last - n + 1, last + 1))
     await conn.execute(

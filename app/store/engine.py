@@ -1,4 +1,4 @@
-"""Engines for both backends, and driver-error translation.
+"""Engines for both backends.
 
 SQLite: WAL, synchronous=FULL (an acknowledged append survives power loss), a busy
 timeout for other processes, and our own BEGIN so that writers take the write lock up
@@ -8,19 +8,16 @@ front (BEGIN IMMEDIATE) instead of failing to upgrade a read lock halfway throug
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event, exc
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app.domain.errors import StoreUnavailableError
 from app.settings import Settings
 
 BEGIN_MODE = "evstore_begin"
@@ -131,28 +128,3 @@ def _sqlite_engine(url: sa.URL, settings: Settings) -> AsyncEngine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
-
-
-def is_unavailable(error: BaseException) -> bool:
-    """True for failures that mean 'the database cannot be reached right now'."""
-    if isinstance(error, exc.TimeoutError | ConnectionError | TimeoutError | OSError):
-        return True
-    if isinstance(error, exc.DBAPIError):
-        if error.connection_invalidated:
-            return True
-        if isinstance(error, exc.OperationalError | exc.InterfaceError):
-            return True
-    return False
-
-
-@contextlib.contextmanager
-def translated_errors() -> Iterator[None]:
-    """Turn connection failures into StoreUnavailableError; others pass through."""
-    try:
-        yield
-    except exc.SQLAlchemyError as e:
-        if is_unavailable(e):
-            raise StoreUnavailableError(str(e.__class__.__name__)) from e
-        raise
-    except (ConnectionError, TimeoutError, OSError) as e:
-        raise StoreUnavailableError(str(e.__class__.__name__)) from e

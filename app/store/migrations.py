@@ -13,7 +13,8 @@ from sqlalchemy.engine import make_url
 
 from alembic import command
 from app.domain.errors import SchemaOutOfDateError
-from app.store.engine import sync_url, translated_errors
+from app.store.engine import sync_url
+from app.store.failures import translated
 
 
 def alembic_config(database_url: str) -> Config:
@@ -45,7 +46,7 @@ def check_schema(database_url: str) -> None:
     required = ScriptDirectory.from_config(config).get_current_head() or ""
     engine = sa.create_engine(sync_url(database_url), poolclass=sa.pool.NullPool)
     try:
-        with translated_errors(), engine.connect() as conn:
+        with translated(), engine.connect() as conn:
             current = MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()

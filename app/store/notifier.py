@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from app.domain.errors import StoreUnavailableError
-from app.store.event_store import EventStore
+from app.store.database import Database
 
 CHANNEL = "evstore_head"
 LISTENER_NAME = "evstore-listener"
@@ -36,8 +36,8 @@ log = logging.getLogger("evstore.notifier")
 
 
 class LocalNotifier:
-    def __init__(self, store: EventStore, poll_seconds: float) -> None:
-        self.store = store
+    def __init__(self, db: Database, poll_seconds: float) -> None:
+        self.db = db
         self.poll_seconds = poll_seconds
         self._wakes: list[Wake] = []
         self._task: asyncio.Task[None] | None = None
@@ -65,14 +65,14 @@ class LocalNotifier:
         while True:
             await asyncio.sleep(self.poll_seconds)
             with contextlib.suppress(StoreUnavailableError):
-                self._wake(await self.store.head())
+                self._wake(await self.db.head())
 
 
 class PostgresNotifier(LocalNotifier):
     def __init__(
-        self, store: EventStore, database_url: str, poll_seconds: float, connect_timeout: float
+        self, db: Database, database_url: str, poll_seconds: float, connect_timeout: float
     ) -> None:
-        super().__init__(store, poll_seconds)
+        super().__init__(db, poll_seconds)
         self.connect_timeout = max(1, round(connect_timeout))
         self.conninfo = (
             make_url(database_url)
@@ -83,7 +83,6 @@ class PostgresNotifier(LocalNotifier):
         self._sent = 0
         self._publish = asyncio.Event()
         self._publisher: asyncio.Task[None] | None = None
-        self.reconnects = 0
 
     def published(self, head: int) -> None:
         self._wake(head)  # this process need not wait for the round trip
@@ -111,7 +110,7 @@ class PostgresNotifier(LocalNotifier):
             if head <= self._sent:
                 continue
             try:
-                async with self.store.engine.connect() as conn:
+                async with self.db.engine.connect() as conn:
                     await conn.execute(notify, {"channel": CHANNEL, "head": str(head)})
                     await conn.commit()
                 self._sent = head
@@ -134,7 +133,6 @@ class PostgresNotifier(LocalNotifier):
                     self._wake(None)  # anything may have happened while we were away
                     await self._relay(conn)
             except (psycopg.Error, OSError) as e:
-                self.reconnects += 1
                 log.warning("listener connection lost (%s); reconnecting in %.1fs", e, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)

@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from app.domain.errors import OutOfRangeError, SnapshotNotFoundError, StaleSnapshotError
 from app.domain.types import Snapshot
 from app.store import queries
-from app.store.event_store import EventStore
+from app.store.database import Database
 from app.store.queries import utc
 from app.store.tables import json_value, snapshots
 
@@ -24,15 +24,15 @@ COLUMNS = (
 
 
 class SnapshotStore:
-    def __init__(self, events: EventStore) -> None:
-        self.events = events
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     async def put(self, stream_id: str, version: int, data: str, metadata: str) -> Snapshot:
         """Store the snapshot unless a newer one is stored (StaleSnapshotError); the
         version must lie within the stream (OutOfRangeError)."""
         now = datetime.now(UTC)
-        insert = postgresql.insert if self.events.dialect == "postgresql" else sqlite.insert
-        dialect = self.events.dialect
+        insert = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
+        dialect = self.db.dialect
         values = insert(snapshots).values(
             stream_id=stream_id,
             version=version,
@@ -51,7 +51,7 @@ class SnapshotStore:
             # Only ever forward: a concurrent older PUT cannot replace a newer one.
             where=snapshots.c.version <= values.excluded.version,
         ).returning(*COLUMNS)
-        async with self.events.connect(write=True) as conn, conn.begin():
+        async with self.db.connect(write=True) as conn, conn.begin():
             current = await queries.stream_version(conn, stream_id)
             if version > current:
                 detail = (
@@ -70,7 +70,7 @@ class SnapshotStore:
         return _snapshot(row)
 
     async def get(self, stream_id: str) -> Snapshot:
-        async with self.events.connect() as conn:
+        async with self.db.connect() as conn:
             row = (
                 await conn.execute(sa.select(*COLUMNS).where(snapshots.c.stream_id == stream_id))
             ).one_or_none()
@@ -79,7 +79,7 @@ class SnapshotStore:
         return _snapshot(row)
 
     async def delete(self, stream_id: str) -> None:
-        async with self.events.connect(write=True) as conn, conn.begin():
+        async with self.db.connect(write=True) as conn, conn.begin():
             await conn.execute(sa.delete(snapshots).where(snapshots.c.stream_id == stream_id))
 
 

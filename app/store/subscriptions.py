@@ -22,7 +22,7 @@ from app.domain.errors import (
 )
 from app.domain.types import LogFilter, Subscription
 from app.store import queries
-from app.store.event_store import EventStore
+from app.store.database import Database
 from app.store.queries import utc
 from app.store.tables import json_value, subscriptions
 
@@ -56,8 +56,8 @@ def _subscription(row: sa.Row[tuple[str, str, int, datetime]]) -> Subscription:
 
 
 class SubscriptionStore:
-    def __init__(self, events: EventStore) -> None:
-        self.events = events
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     async def create(
         self, name: str, where: LogFilter, start: int | str
@@ -65,7 +65,7 @@ class SubscriptionStore:
         """Create the subscription at `start` ("beginning", "end" or a position), or
         return the existing one when its filter is the same; (subscription, created)."""
         canonical = _filter(filter_json(where))
-        async with self.events.connect(write=True) as conn, conn.begin():
+        async with self.db.connect(write=True) as conn, conn.begin():
             existing = await self._get(conn, name)
             if existing is not None:
                 if existing.filter != canonical:
@@ -75,13 +75,13 @@ class SubscriptionStore:
             position = 0 if start == "beginning" else head if start == "end" else int(start)
             if position > head:
                 raise OutOfRangeError("/start", f"start {position} is beyond the head ({head})")
-            insert = postgresql.insert if self.events.dialect == "postgresql" else sqlite.insert
+            insert = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
             created = (
                 await conn.execute(
                     insert(subscriptions)
                     .values(
                         name=name,
-                        filter=json_value(filter_json(where), self.events.dialect),
+                        filter=json_value(filter_json(where), self.db.dialect),
                         position=position,
                         updated_at=datetime.now(UTC),
                     )
@@ -97,7 +97,7 @@ class SubscriptionStore:
         return existing, False
 
     async def get(self, name: str) -> Subscription:
-        async with self.events.connect() as conn:
+        async with self.db.connect() as conn:
             found = await self._get(conn, name)
         if found is None:
             raise SubscriptionNotFoundError(name)
@@ -114,11 +114,11 @@ class SubscriptionStore:
         query = sa.select(*COLUMNS).order_by(subscriptions.c.name).limit(limit)
         if after is not None:
             query = query.where(subscriptions.c.name > after)
-        async with self.events.connect() as conn:
+        async with self.db.connect() as conn:
             return [_subscription(r) for r in await conn.execute(query)]
 
     async def delete(self, name: str) -> None:
-        async with self.events.connect(write=True) as conn, conn.begin():
+        async with self.db.connect(write=True) as conn, conn.begin():
             await conn.execute(sa.delete(subscriptions).where(subscriptions.c.name == name))
 
     async def checkpoint(
@@ -126,7 +126,7 @@ class SubscriptionStore:
     ) -> Subscription:
         """Store `position` as processed (0 <= position <= head). With `expected`, only
         if the stored position is one of those (else CheckpointMovedError)."""
-        async with self.events.connect(write=True) as conn, conn.begin():
+        async with self.db.connect(write=True) as conn, conn.begin():
             head = await queries.head(conn)
             if position > head:
                 raise OutOfRangeError(

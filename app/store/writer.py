@@ -12,7 +12,8 @@ lone append is not delayed), and in one transaction:
 Each request then gets its own answer, exactly as if it had been appended alone.
 Anything unusual (an id that collides with a stored event or another request of the
 batch, a stream created concurrently by another process) rolls the batch back, and
-its requests are appended one at a time by `EventStore.append_one`.
+its requests are committed again one at a time, each as a batch of one through the
+same transaction: there is no second way to write events.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import exc
-
 from app.domain.errors import (
     DuplicateEventIdError,
     EvstoreError,
@@ -34,9 +33,14 @@ from app.domain.errors import (
 )
 from app.domain.types import AppendedEvent, AppendResult, ExpectedVersion, NewEvent
 from app.store import append as tx
-from app.store.event_store import EventStore, replay_or_conflict
+from app.store.database import Database
+from app.store.failures import EventIdTakenError, VersionTakenError
 
 log = logging.getLogger("evstore.writer")
+
+# Rounds of a batch of one that met a concurrent writer before the client is told to
+# retry; each round sees what the one before collided with.
+ALONE_ROUNDS = 3
 
 
 @dataclass
@@ -56,23 +60,31 @@ class _Batch:
 
 
 class _RetryAloneError(Exception):
-    """The batch met something only the one-at-a-time path decides; it was rolled back."""
+    """The batch met something only a batch of one decides; it was rolled back.
+    `ids_taken`: an event id of the batch is stored already."""
+
+    def __init__(self, ids_taken: bool = False) -> None:
+        super().__init__("retry alone")
+        self.ids_taken = ids_taken
 
 
 class Writer:
+    """The process's one writer task. `on_commit` is told the new head after each
+    commit (the notifier); `on_batch` the number of requests of each batch (metrics)."""
+
     def __init__(
         self,
-        store: EventStore,
-        max_batch_events: int = 10_000,
+        db: Database,
+        on_commit: Callable[[int], None],
         on_batch: Callable[[int], None] | None = None,
+        max_batch_events: int = 10_000,
     ) -> None:
-        self.store = store
-        self.on_batch = on_batch  # told the number of requests of each batch
+        self.db = db
+        self.on_commit = on_commit
+        self.on_batch = on_batch
         self.max_batch_events = max_batch_events
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self.batches = 0
-        self.batched_requests = 0
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="evstore-writer")
@@ -118,21 +130,20 @@ class Writer:
     async def _commit(self, requests: list[_Request]) -> bool:
         """Commit a batch and answer its requests; True when the database failed it."""
         unavailable = False
-        self.batches += 1
-        self.batched_requests += len(requests)
         if self.on_batch is not None:
             self.on_batch(len(requests))
         try:
-            await self._commit_batch(_Batch(requests))
-        except _RetryAloneError:
-            for request in requests:
-                await self._alone(request)
+            try:
+                await self._commit_batch(_Batch(requests))
+            except _RetryAloneError:
+                for request in requests:
+                    await self._alone(request)
         except EvstoreError as e:
             unavailable = isinstance(e, StoreUnavailableError)
             for request in requests:
                 request.outcome = request.outcome or e
         except Exception as e:  # never leave a caller waiting
-            log.exception("append batch failed")
+            log.error("append batch failed: %s", type(e).__name__)
             for request in requests:
                 if not request.done.done():
                     request.done.set_exception(e)
@@ -147,22 +158,34 @@ class Writer:
         return unavailable
 
     async def _alone(self, request: _Request) -> None:
-        try:
-            request.outcome = await self.store.append_one(
-                request.stream_id, request.new, request.expected
-            )
-        except EvstoreError as e:
-            request.outcome = e
+        """Commit one request as a batch of its own. A stored id makes it a replay or a
+        409; a stream created or a version taken by another writer meanwhile makes it
+        decide again, against what that writer committed."""
+        for _ in range(ALONE_ROUNDS):
+            try:
+                await self._commit_batch(_Batch([request]))
+                return
+            except _RetryAloneError as e:
+                if not e.ids_taken:
+                    continue
+            async with self.db.connect() as conn:
+                found = await tx.find_event_ids(conn, [e.id for e in request.new])
+            if found:
+                try:
+                    request.outcome = replay_or_conflict(request.stream_id, request.new, found)
+                except DuplicateEventIdError as e:
+                    request.outcome = e
+                return
+        request.outcome = StoreUnavailableError("the append kept colliding with others; retry")
 
     async def _commit_batch(self, batch: _Batch) -> None:
         ids = [e.id for r in batch.requests for e in r.new]
         if len(ids) != len(set(ids)):
             raise _RetryAloneError  # two requests of the batch share ids: decide alone
-        store = self.store
         now = datetime.now(UTC)
         stream_ids = sorted({r.stream_id for r in batch.requests})
         try:
-            async with store.write_lock(), store.connect(write=True) as conn, conn.begin():
+            async with self.db.write_lock(), self.db.connect(write=True) as conn, conn.begin():
                 versions = await tx.lock_streams(conn, stream_ids)
                 known = dict(versions)
                 failed: list[_Request] = []
@@ -186,7 +209,9 @@ class Writer:
                     if written is None:
                         raise _RetryAloneError  # another process created a stream meanwhile
                     positions = written
-        except exc.IntegrityError as e:
+        except EventIdTakenError as e:
+            raise _RetryAloneError(ids_taken=True) from e
+        except VersionTakenError as e:
             raise _RetryAloneError from e
         if batch.accepted:
             offset = 0
@@ -199,7 +224,7 @@ class Writer:
                 request.outcome = AppendResult(
                     request.stream_id, request.base_version + len(request.new), receipt
                 )
-            store.committed(positions[-1])
+            self.on_commit(positions[-1])
 
     @staticmethod
     async def _settle_failed(conn: tx.AsyncConnection, failed: list[_Request]) -> None:
@@ -218,3 +243,20 @@ class Writer:
             request.outcome = WrongExpectedVersionError(
                 request.stream_id, request.expected.raw, request.base_version
             )
+
+
+def replay_or_conflict(
+    stream_id: str, new: list[NewEvent], found: dict[str, tuple[str, int, int]]
+) -> AppendResult:
+    """The original receipt when `new` repeats a stored append (same stream, same ids,
+    same order, consecutive versions); DuplicateEventIdError otherwise."""
+    stored = [found.get(e.id) for e in new]
+    same_stream = [s for s in stored if s is not None and s[0] == stream_id]
+    if len(same_stream) == len(new) and all(e.client_id for e in new):
+        first = same_stream[0][1]
+        if [s[1] for s in same_stream] == list(range(first, first + len(new))):
+            receipt = tuple(
+                AppendedEvent(e.id, s[1], s[2]) for e, s in zip(new, same_stream, strict=True)
+            )
+            return AppendResult(stream_id, same_stream[-1][1], receipt, replayed=True)
+    raise DuplicateEventIdError([e.id for e in new if e.id in found])

@@ -20,7 +20,7 @@ class WatchedStore(EventStore):
     waits at `gate` (the seam that holds the broadcaster's refill read open)."""
 
     def __init__(self, store: EventStore) -> None:
-        super().__init__(store.engine)
+        super().__init__(store.db, store.writer)
         self.reads = 0
         self.held = False
         self.gate = asyncio.Event()

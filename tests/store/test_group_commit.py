@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
 from app.domain.errors import DuplicateEventIdError, WrongExpectedVersionError
 from app.domain.types import ANY_VERSION, AppendResult, ExpectedKind, ExpectedVersion, LogFilter
-from app.store.event_store import EventStore
-from app.store.writer import Writer
+from app.settings import Settings
+from app.store.bootstrap import Store, open_store
 from tests.factories import new_event
 
 NO_STREAM = ExpectedVersion(ExpectedKind.NO_STREAM, raw="*")
@@ -19,29 +20,41 @@ def exactly(version: int) -> ExpectedVersion:
     return ExpectedVersion(ExpectedKind.EXACT, frozenset({version}), raw=f'"{version}"')
 
 
-def writer_of(store: EventStore) -> Writer:
-    assert store.batcher is not None
-    writer = store.batcher.__self__  # type: ignore[attr-defined]
-    assert isinstance(writer, Writer)
-    return writer
+class Batches(list[int]):
+    """The size of every batch the writer committed, in order."""
 
 
-async def in_one_batch(store: EventStore, *calls: tuple[str, list, ExpectedVersion]) -> list:  # type: ignore[type-arg]
+Opened = tuple[Store, Batches]
+
+
+@pytest.fixture
+async def opened(settings: Settings) -> AsyncIterator[Opened]:  # type: ignore[override]
+    batches = Batches()
+    async with open_store(settings, on_batch=batches.append) as parts:
+        yield parts, batches
+
+
+async def in_one_batch(
+    opened: Opened,
+    *calls: tuple[str, list, ExpectedVersion],  # type: ignore[type-arg]
+) -> list:  # type: ignore[type-arg]
     """Queue every call before the writer runs; assert they formed one batch."""
-    writer = writer_of(store)
-    before = writer.batches
+    parts, batches = opened
+    before = len(batches)
     results = await asyncio.gather(
-        *(store.append(s, new, expected) for s, new, expected in calls), return_exceptions=True
+        *(parts.events.append(s, new, expected) for s, new, expected in calls),
+        return_exceptions=True,
     )
-    assert writer.batches == before + 1, "the requests did not share one batch"
+    assert batches[before:] == [len(calls)], "the requests did not share one batch"
     return results
 
 
-async def test_one_batch_mixes_success_412_and_replay(store: EventStore) -> None:
+async def test_one_batch_mixes_success_412_and_replay(opened: Opened) -> None:
+    store = opened[0].events
     original = [new_event(), new_event()]
     first = await store.append("S-1", original, NO_STREAM)
     results = await in_one_batch(
-        store,
+        opened,
         ("S-2", [new_event()], NO_STREAM),  # a new stream: 201
         ("S-1", [new_event()], exactly(1)),  # stale: 412, current 2
         ("S-1", original, exactly(0)),  # a retry of the first append: replayed
@@ -69,12 +82,13 @@ async def test_one_batch_mixes_success_412_and_replay(store: EventStore) -> None
 
 
 async def test_a_stored_id_in_a_passing_request_falls_back_to_one_at_a_time(
-    store: EventStore,
+    opened: Opened,
 ) -> None:
+    store = opened[0].events
     original = [new_event()]
     await store.append("R-1", original, ANY_VERSION)
     results = await in_one_batch(
-        store,
+        opened,
         ("R-2", [new_event()], ANY_VERSION),
         ("R-1", original, ANY_VERSION),  # passes its precondition, collides on insert
     )
@@ -84,9 +98,10 @@ async def test_a_stored_id_in_a_passing_request_falls_back_to_one_at_a_time(
     assert await store.head() == 2
 
 
-async def test_identical_requests_in_one_batch_write_once(store: EventStore) -> None:
+async def test_identical_requests_in_one_batch_write_once(opened: Opened) -> None:
+    store = opened[0].events
     batch = [new_event(), new_event()]
-    results = await in_one_batch(store, *[("I-1", batch, ANY_VERSION)] * 4)
+    results = await in_one_batch(opened, *[("I-1", batch, ANY_VERSION)] * 4)
     assert all(isinstance(r, AppendResult) for r in results)
     assert [r.replayed for r in results].count(False) == 1
     assert len({r.events for r in results}) == 1
@@ -94,11 +109,12 @@ async def test_identical_requests_in_one_batch_write_once(store: EventStore) -> 
 
 
 @pytest.mark.parametrize("size", [1, 5, 50])
-async def test_batches_keep_the_log_gap_free(store: EventStore, size: int) -> None:
+async def test_batches_keep_the_log_gap_free(opened: Opened, size: int) -> None:
+    store = opened[0].events
     calls = [
         (f"G-{i % 7}", [new_event() for _ in range(1 + i % 3)], ANY_VERSION) for i in range(size)
     ]
-    results = await in_one_batch(store, *calls)
+    results = await in_one_batch(opened, *calls)
     assert all(isinstance(r, AppendResult) for r in results)
     log = await store.read_log(0, 1000, LogFilter())
     assert [e.position for e in log.events] == list(range(1, log.head + 1))

@@ -31,10 +31,10 @@ from tests.factories import new_event
 async def test_filtered_read_plan_uses_the_filter_index(
     store: EventStore, where: LogFilter, index: str
 ) -> None:
-    query = filtered_log_query(store.dialect, after=10, head=1_000_000, limit=100, where=where)
-    sql = str(query.compile(store.engine, compile_kwargs={"literal_binds": True}))
-    async with store.engine.connect() as conn:
-        if store.dialect == "postgresql":
+    query = filtered_log_query(store.db.dialect, after=10, head=1_000_000, limit=100, where=where)
+    sql = str(query.compile(store.db.engine, compile_kwargs={"literal_binds": True}))
+    async with store.db.engine.connect() as conn:
+        if store.db.dialect == "postgresql":
             # The table is tiny, so make scans unattractive; a plan without an index
             # would still have to scan.
             await conn.execute(sa.text("SET enable_seqscan = off"))
@@ -75,7 +75,7 @@ async def test_a_page_reads_only_its_own_rows_without_statistics(
     <= head) was planned as a bitmap scan of everything after `after` plus a sort.
     The statements the store runs are recorded and run again under EXPLAIN ANALYZE."""
     await store.append("Big-1", [new_event() for _ in range(10)], ANY_VERSION)
-    async with store.engine.begin() as conn:  # 50k more, faster than through appends
+    async with store.db.engine.begin() as conn:  # 50k more, faster than through appends
         for statement in BULK_EVENTS.split(";")[:-1]:
             await conn.execute(sa.text(statement))
     ran: list[tuple[str, Any]] = []
@@ -95,7 +95,7 @@ async def test_a_page_reads_only_its_own_rows_without_statistics(
     assert pages == [1000] * 4
     page_queries = [(sql, args) for sql, args in ran if "FROM events" in sql]
     assert len(page_queries) == 4
-    async with store.engine.connect() as conn:
+    async with store.db.engine.connect() as conn:
         raw: Any = (await conn.get_raw_connection()).driver_connection
         for sql, args in page_queries:
             cursor = await raw.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, args)
