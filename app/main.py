@@ -9,17 +9,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Match
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from app.api import live, log, ops, problems, snapshots, streams, subscriptions
 from app.api import openapi as openapi_document
-from app.api.fast_path import FastAppend
-from app.api.limits import BodyLimit
+from app.api.front import build_front
 from app.api.metrics import Metrics
-from app.api.observe import ObserveMiddleware
 from app.live.broadcaster import Broadcaster
 from app.settings import Settings
 from app.store.bootstrap import open_store
@@ -27,25 +22,33 @@ from app.store.migrations import check_schema, upgrade
 
 
 class Evstore(FastAPI):
-    """FastAPI behind evstore's front: request ids, access lines and metrics, the body
-    limit and the append route, all before FastAPI's own middleware stack (whose
-    per-request work, telemetry checks and error wrapping included, an append does
-    not need). Everything but an append then enters FastAPI as usual."""
+    """FastAPI with evstore's front (app/api/front.py) as its middleware stack."""
 
-    front: ASGIApp | None = None
+    def __init__(
+        self, settings: Settings, metrics: Metrics, fast_append: bool = True, **options: Any
+    ) -> None:
+        super().__init__(**options)
+        self.settings = settings
+        self.metrics = metrics
+        self.fast_append = fast_append
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.front is None or scope["type"] == "lifespan":
-            await super().__call__(scope, receive, send)
-        else:
-            await self.front(scope, receive, send)
+    def build_middleware_stack(self) -> ASGIApp:
+        """The front, around FastAPI's own stack; what is registered with
+        add_middleware sits in the front, so appends pass through it too."""
+        registered, self.user_middleware = self.user_middleware, []
+        try:
+            fastapi_stack = super().build_middleware_stack()
+        finally:
+            self.user_middleware = registered
+        return build_front(
+            self, fastapi_stack, registered, self.settings, self.metrics, self.fast_append
+        )
 
-    async def enter_fastapi(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await super().__call__(scope, receive, send)
 
-
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the service. `uvicorn --factory app.main:create_app` reads EVSTORE_*."""
+def create_app(settings: Settings | None = None, fast_append: bool = True) -> FastAPI:
+    """Build the service. `uvicorn --factory app.main:create_app` reads EVSTORE_*.
+    `fast_append=False` sends appends through FastAPI too (the tests prove both
+    paths answer alike)."""
     settings = settings or Settings()
     metrics = Metrics()
 
@@ -69,6 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await broadcaster.stop()
 
     app = Evstore(
+        settings,
+        metrics,
+        fast_append,
         title="evstore",
         version="1",
         lifespan=lifespan,
@@ -83,34 +89,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(log.router)
     app.include_router(subscriptions.router)
     app.include_router(ops.router)
-    problems.install(app, settings.retry_after_seconds)
-    app.add_exception_handler(405, _method_not_allowed)
-    # In front of FastAPI's own stack, so that appends skip all of it (app/api/fast_path.py)
-    app.front = ObserveMiddleware(
-        BodyLimit(FastAppend(app.enter_fastapi, app), settings.max_body_bytes), metrics
-    )
+    problems.install(app)
 
     def openapi() -> dict[str, Any]:
         return openapi_document.build(app)
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
-
-
-async def _method_not_allowed(request: Request, _: Exception) -> Response:
-    # Starlette names only the first route that matched the path; probe every method.
-    allowed = sorted(
-        method
-        for method in ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
-        if any(
-            route.matches({**request.scope, "method": method})[0] is Match.FULL
-            for route in request.app.routes
-        )
-    )
-    return problems.problem(
-        405,
-        "method-not-allowed",
-        "Method not allowed",
-        f"{request.method} is not allowed here; allowed: {', '.join(allowed)}",
-        {"Allow": ", ".join(allowed)},
-    )

@@ -21,36 +21,21 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 from typing import Any
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from app.api.problems import HeadersTooLargeError, RequestTimeoutError, render_bytes
 from app.settings import Settings
 
 HEADERS_END = b"\r\n\r\n"
-REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
 
 
 @functools.cache
 def _header_timeout() -> float:
     return Settings().header_timeout_seconds  # read once per worker process
-
-
-def _problem(status: int, slug: str, title: str, detail: str) -> bytes:
-    body = json.dumps(
-        {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail},
-        separators=(",", ":"),
-    ).encode()
-    head = (
-        f"HTTP/1.1 {status} {REASONS[status]}\r\n"
-        "content-type: application/problem+json\r\n"
-        f"content-length: {len(body)}\r\n"
-        "connection: close\r\n\r\n"
-    )
-    return head.encode() + body
 
 
 class CoalescingTransport:
@@ -125,7 +110,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 detail = (
                     f"the request line and headers take more than {self.max_header_bytes} bytes"
                 )
-                self._refuse(431, "headers-too-large", "Request header fields too large", detail)
+                self._refuse(HeadersTooLargeError(detail))
                 return
         super().data_received(data)
 
@@ -162,11 +147,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.header_deadline = None
         if self.in_headers and not self.transport.is_closing():
             detail = f"the request headers did not arrive within {self.header_timeout:g} s"
-            self._refuse(408, "request-timeout", "Request timeout", detail)
+            self._refuse(RequestTimeoutError(detail))
 
-    def _refuse(self, status: int, slug: str, title: str, detail: str) -> None:
-        self.logger.warning("refused a request: %s", detail)
+    def _refuse(self, error: Exception) -> None:
+        self.logger.warning("refused a request: %s", error)
         self._stop_deadline()
         self.in_headers = False
-        self.transport.write(_problem(status, slug, title, detail))
+        self.transport.write(render_bytes(error))
         self.transport.close()

@@ -126,8 +126,14 @@ def store(opened: Store) -> EventStore:
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
+def fast_append() -> bool:
+    """Whether appends take the front's fast path (a module may run both ways)."""
+    return True
+
+
+@pytest.fixture
+async def app(settings: Settings, fast_append: bool) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, fast_append=fast_append)
     async with application.router.lifespan_context(application):
         yield application
 

@@ -3,73 +3,63 @@
 `POST /streams/{stream_id}` is the hottest request of an event store, and a profile
 of single-event appends put FastAPI's routing, dependency solving and exception
 wrapping at about a fifth of the server's CPU: more than the append itself. This
-middleware recognises the route by its path, sets `scope["route"]` to the FastAPI
-route (so metrics and access lines name it as usual), and calls the same endpoint
-function, `app.api.streams.append_to_stream`, with the same arguments FastAPI would
-pass; errors are answered by the app's own exception handlers. Anything it does not
-recognise as a well-formed append (another method or path, a stream id FastAPI
-would refuse) goes to FastAPI unchanged, so every answer, error and the OpenAPI
-document stay as they were.
+layer of the front (app/api/front.py) matches the request against FastAPI's own
+append route (`route.matches`, so the path rule is the route's), checks the stream
+id with the contract's rule (app/domain/names.py, which the route's declared
+parameter uses too), sets the route in the scope as FastAPI's router would (so
+metrics and access lines name it), and calls the same endpoint function,
+`app.api.streams.append_to_stream`, with the arguments FastAPI would pass. Errors are
+answered by `app.api.problems.respond`, as FastAPI's exception handlers answer them.
+Anything else, a stream id FastAPI would refuse included, goes on to FastAPI, so
+every answer is the same on both paths (tests/api/test_append.py runs on both).
 """
 
 from __future__ import annotations
 
-import logging
-import re
-from typing import Any
-
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api import streams
-from app.api.params import NAME_PATTERN
-from app.api.problems import INTERNAL, render
+from app.api.problems import INTERNAL, kind_of, respond
 from app.api.streams import append_to_stream
+from app.domain.names import is_name
 
-log = logging.getLogger("evstore.api")
-PREFIX = "/streams/"
-NAME = re.compile(NAME_PATTERN)
-MAX_STREAM_ID = 200
+APPEND_OPERATION = "appendToStream"
+
+
+def append_route() -> APIRoute:
+    """FastAPI's route of the append operation, as the streams router declares it."""
+    return next(
+        r
+        for r in streams.router.routes
+        if isinstance(r, APIRoute) and r.operation_id == APPEND_OPERATION
+    )
 
 
 class FastAppend:
     def __init__(self, app: ASGIApp, api: FastAPI) -> None:
         self.app = app
         self.api = api
-        self.route = next(
-            r
-            for r in streams.router.routes
-            if isinstance(r, APIRoute)
-            and r.path == PREFIX + "{stream_id}"
-            and r.methods is not None
-            and "POST" in r.methods
-        )
+        self.route = append_route()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            path: str = scope["path"]
-            stream_id = path[len(PREFIX) :]
-            if (
-                path.startswith(PREFIX)
-                and len(stream_id) <= MAX_STREAM_ID
-                and NAME.fullmatch(stream_id)
-                and not scope.get("root_path")
-            ):
-                scope["route"] = self.route
-                scope["app"] = self.api
-                response = await self._append(Request(scope, receive), stream_id)
-                await response(scope, receive, send)
+            match, child = self.route.matches(scope)
+            if match is Match.FULL and is_name(child["path_params"]["stream_id"]):
+                scope.update(child)
+                await self._append(scope, receive, send, child["path_params"]["stream_id"])
                 return
         await self.app(scope, receive, send)
 
-    async def _append(self, request: Request, stream_id: str) -> Response:
+    async def _append(self, scope: Scope, receive: Receive, send: Send, stream_id: str) -> None:
+        request = Request(scope, receive)
         state = self.api.state
         headers = request.headers
         try:
-            return await append_to_stream(
+            response = await append_to_stream(
                 request,
                 stream_id,
                 state.store,
@@ -78,15 +68,9 @@ class FastAppend:
                 headers.get("if-match"),
                 headers.get("if-none-match"),
             )
-        except Exception as error:  # answered as FastAPI's exception middleware would
-            return await self._handle(request, error)
-
-    async def _handle(self, request: Request, error: Exception) -> Response:
-        handlers: dict[Any, Any] = self.api.exception_handlers
-        for cls in type(error).__mro__:
-            handler = handlers.get(cls)
-            if handler is not None and cls is not Exception:
-                response: Response = await handler(request, error)
-                return response
-        log.error("unexpected error in an append", exc_info=error)
-        return render(error, INTERNAL, "an unexpected error occurred")
+        except Exception as error:
+            await (await respond(request, error))(scope, receive, send)
+            if kind_of(error) is INTERNAL:
+                raise  # for the server to log, as FastAPI's ServerErrorMiddleware does
+            return
+        await response(scope, receive, send)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.body import body_too_large
-from app.api.problems import TABLE, render
-from app.domain.errors import LimitExceededError
+from app.api.problems import render
 
 
 class BodyLimit:
@@ -19,7 +18,7 @@ class BodyLimit:
             for name, value in scope["headers"]:
                 if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                     error = body_too_large(self.max_bytes)
-                    response = render(error, TABLE[LimitExceededError])
+                    response = render(error)
                     response.headers["Connection"] = "close"
                     await response(scope, receive, send)
                     return

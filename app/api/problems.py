@@ -1,25 +1,34 @@
-"""RFC 9457 problem details: the one table from error type to status and slug.
+"""RFC 9457 problem details: the one registry of every problem the service sends.
 
-Domain errors come from `app.domain.errors`; the few conditions that only exist on the
-wire (bad JSON, bad headers, wrong media type, 422 lists) are defined here.
+`TABLE` maps each error type to its row (status, slug, title, extension members,
+headers, and a fixed detail where the error's own text must not be shown). Domain
+errors come from `app.domain.errors`; the conditions that only exist on the wire
+(bad JSON, bad headers, wrong media type, routing, the HTTP server's own limits) are
+defined here. `respond(request, error)` finds the row for any exception, for the
+exception handlers and for the append fast path alike; the HTTP server protocol
+(app/server.py) renders its 408 and 431 from the same rows with `render_bytes`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from app.domain import errors as de
 
 PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("evstore.api")
 
 
 class ApiError(Exception):
@@ -27,15 +36,35 @@ class ApiError(Exception):
 
 
 class MalformedJsonError(ApiError):
-    pass
+    """The body is not JSON, not UTF-8, or repeats a member name."""
 
 
 class InvalidPreconditionError(ApiError):
-    pass
+    """If-Match / If-None-Match cannot be parsed, or combine in a way that means nothing."""
 
 
 class UnsupportedMediaTypeError(ApiError):
-    pass
+    """The body is not sent as application/json (UTF-8)."""
+
+
+class RouteNotFoundError(ApiError):
+    """No route has this path."""
+
+
+class MethodNotAllowedError(ApiError):
+    """The path exists, but not with this method; `allowed` names those it has."""
+
+    def __init__(self, method: str, allowed: list[str]) -> None:
+        super().__init__(f"{method} is not allowed here; allowed: {', '.join(allowed)}")
+        self.allowed = allowed
+
+
+class RequestTimeoutError(ApiError):
+    """The request's headers did not arrive in time (the HTTP server's deadline)."""
+
+
+class HeadersTooLargeError(ApiError):
+    """The request line and headers are larger than the HTTP server accepts."""
 
 
 class ValidationProblemError(ApiError):
@@ -49,24 +78,69 @@ class ValidationProblemError(ApiError):
         self.errors = errors
 
 
+def _none(_: Any) -> dict[str, Any]:
+    return {}
+
+
 @dataclass(frozen=True)
 class Kind:
+    """One row: `detail`, when set, replaces the error's own text."""
+
     status: int
     slug: str
     title: str
-    extensions: Callable[[Any], dict[str, Any]] = lambda e: {}
-    headers: Callable[[Any], dict[str, str]] = lambda e: {}
+    extensions: Callable[[Any], dict[str, Any]] = _none
+    headers: Callable[[Any], dict[str, str]] = _none
+    detail: str | None = None
 
 
-TABLE: dict[type[Exception], Kind] = {
+INTERNAL = Kind(
+    500, "internal-error", "Internal server error", detail="an unexpected error occurred"
+)
+UNAVAILABLE = Kind(
+    503,
+    "unavailable",
+    "Service unavailable",
+    detail="the database cannot be reached right now; retry later",
+)
+VALIDATION = Kind(422, "validation-error", "Validation error", lambda e: {"errors": e.errors})
+
+TABLE: dict[type[BaseException], Kind] = {
     MalformedJsonError: Kind(400, "malformed-json", "Malformed JSON"),
+    # The client went away while sending its body; nobody reads this answer.
+    ClientDisconnect: Kind(
+        400, "malformed-json", "Malformed JSON", detail="the client disconnected"
+    ),
     InvalidPreconditionError: Kind(400, "invalid-precondition", "Invalid precondition"),
+    RouteNotFoundError: Kind(404, "not-found", "Not found", detail="no such resource"),
     de.StreamNotFoundError: Kind(
         404, "stream-not-found", "Stream not found", lambda e: {"stream_id": e.stream_id}
     ),
     de.EventNotFoundError: Kind(404, "event-not-found", "Event not found"),
+    de.SnapshotNotFoundError: Kind(
+        404, "snapshot-not-found", "Snapshot not found", lambda e: {"stream_id": e.stream_id}
+    ),
+    de.SubscriptionNotFoundError: Kind(
+        404, "subscription-not-found", "Subscription not found", lambda e: {"name": e.name}
+    ),
+    MethodNotAllowedError: Kind(
+        405,
+        "method-not-allowed",
+        "Method not allowed",
+        headers=lambda e: {"Allow": ", ".join(e.allowed)},
+    ),
+    RequestTimeoutError: Kind(408, "request-timeout", "Request timeout"),
     de.DuplicateEventIdError: Kind(
         409, "duplicate-event-id", "Duplicate event id", lambda e: {"event_ids": e.event_ids}
+    ),
+    de.StaleSnapshotError: Kind(
+        409,
+        "stale-snapshot",
+        "Stale snapshot",
+        lambda e: {"stream_id": e.stream_id, "stored_version": e.stored_version},
+    ),
+    de.SubscriptionConflictError: Kind(
+        409, "subscription-conflict", "Subscription conflict", lambda e: {"name": e.name}
     ),
     de.WrongExpectedVersionError: Kind(
         412,
@@ -79,24 +153,6 @@ TABLE: dict[type[Exception], Kind] = {
         },
         lambda e: {"ETag": f'"{e.current_version}"'} if e.current_version > 0 else {},
     ),
-    de.LimitExceededError: Kind(
-        413, "payload-too-large", "Payload too large", lambda e: {"limit": e.limit, "max": e.max}
-    ),
-    de.SnapshotNotFoundError: Kind(
-        404, "snapshot-not-found", "Snapshot not found", lambda e: {"stream_id": e.stream_id}
-    ),
-    de.SubscriptionNotFoundError: Kind(
-        404, "subscription-not-found", "Subscription not found", lambda e: {"name": e.name}
-    ),
-    de.StaleSnapshotError: Kind(
-        409,
-        "stale-snapshot",
-        "Stale snapshot",
-        lambda e: {"stream_id": e.stream_id, "stored_version": e.stored_version},
-    ),
-    de.SubscriptionConflictError: Kind(
-        409, "subscription-conflict", "Subscription conflict", lambda e: {"name": e.name}
-    ),
     de.CheckpointMovedError: Kind(
         412,
         "checkpoint-moved",
@@ -104,61 +160,104 @@ TABLE: dict[type[Exception], Kind] = {
         lambda e: {"name": e.name, "expected": e.expected, "position": e.position},
         lambda e: {"ETag": f'"{e.position}"'},
     ),
+    de.LimitExceededError: Kind(
+        413, "payload-too-large", "Payload too large", lambda e: {"limit": e.limit, "max": e.max}
+    ),
+    UnsupportedMediaTypeError: Kind(415, "unsupported-media-type", "Unsupported media type"),
     de.OutOfRangeError: Kind(
         422,
         "validation-error",
         "Validation error",
         lambda e: {"errors": [{"pointer": e.pointer, "detail": e.detail}]},
     ),
-    UnsupportedMediaTypeError: Kind(415, "unsupported-media-type", "Unsupported media type"),
-    ValidationProblemError: Kind(
-        422, "validation-error", "Validation error", lambda e: {"errors": e.errors}
-    ),
-}
-
-UNAVAILABLE = Kind(503, "unavailable", "Service unavailable")
-INTERNAL = Kind(500, "internal-error", "Internal server error")
-BY_STATUS: dict[int, tuple[str, str]] = {
-    404: ("not-found", "Not found"),
-    405: ("method-not-allowed", "Method not allowed"),
-    413: ("payload-too-large", "Payload too large"),
+    ValidationProblemError: VALIDATION,
+    HeadersTooLargeError: Kind(431, "headers-too-large", "Request header fields too large"),
+    de.StoreUnavailableError: UNAVAILABLE,
+    de.SchemaOutOfDateError: UNAVAILABLE,
 }
 
 
-def problem(
-    status: int,
-    slug: str,
-    title: str,
-    detail: str,
-    headers: dict[str, str] | None = None,
-    **extensions: Any,
-) -> Response:
-    body = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail}
-    body.update(extensions)
+def kind_of(error: BaseException) -> Kind:
+    """The row of the nearest class of `error` in the table; INTERNAL for the rest."""
+    for cls in type(error).__mro__:
+        kind = TABLE.get(cls)
+        if kind is not None:
+            return kind
+    return INTERNAL
+
+
+def problem_body(error: BaseException, kind: Kind) -> bytes:
+    body = {
+        "type": f"/problems/{kind.slug}",
+        "title": kind.title,
+        "status": kind.status,
+        "detail": kind.detail if kind.detail is not None else str(error),
+        **kind.extensions(error),
+    }
     # ASCII with escapes: a pointer may name a member whose name is a lone surrogate,
     # which has no UTF-8 form but does have a JSON one.
-    content = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
-    return Response(content, status, headers=headers, media_type=PROBLEM_JSON)
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
 
-def render(error: Exception, kind: Kind, detail: str | None = None) -> Response:
-    return problem(
-        kind.status,
-        kind.slug,
-        kind.title,
-        detail if detail is not None else str(error),
-        kind.headers(error),
-        **kind.extensions(error),
+def render(error: BaseException, retry_after: int = 1) -> Response:
+    """The problem response for `error`, by its row."""
+    kind = kind_of(error)
+    headers = kind.headers(error)
+    if kind.status == 503:
+        headers = {**headers, "Retry-After": str(retry_after)}
+    return Response(problem_body(error, kind), kind.status, headers, media_type=PROBLEM_JSON)
+
+
+def render_bytes(error: BaseException) -> bytes:
+    """A whole HTTP/1.1 response closing the connection, for the HTTP server itself."""
+    kind = kind_of(error)
+    body = problem_body(error, kind)
+    head = (
+        f"HTTP/1.1 {kind.status} {HTTPStatus(kind.status).phrase}\r\n"
+        f"content-type: {PROBLEM_JSON}\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
     )
+    return head.encode() + body
 
 
-def unavailable_response(retry_after: int) -> Response:
-    return problem(
-        503,
-        UNAVAILABLE.slug,
-        UNAVAILABLE.title,
-        "the database cannot be reached right now; retry later",
-        {"Retry-After": str(retry_after)},
+def on_the_wire(request: Request, error: BaseException) -> BaseException:
+    """Starlette's and FastAPI's own exceptions as the errors of the table."""
+    if isinstance(error, RequestValidationError):
+        return ValidationProblemError(validation_errors(error))
+    if isinstance(error, StarletteHTTPException):
+        if error.status_code == 404:
+            return RouteNotFoundError()
+        if error.status_code == 405:
+            return MethodNotAllowedError(request.method, allowed_methods(request))
+    return error
+
+
+async def respond(request: Request, error: BaseException) -> Response:
+    """The answer to any exception a request raised: its row of the table, or a 500
+    that reveals nothing (and is logged without the request's data)."""
+    error = on_the_wire(request, error)
+    if kind_of(error) is INTERNAL:
+        log.error(
+            "unexpected error in %s %s: %s",
+            request.method,
+            request.url.path,
+            type(error).__name__,
+            exc_info=error,
+        )
+    settings = getattr(request.app.state, "settings", None)
+    return render(error, getattr(settings, "retry_after_seconds", 1))
+
+
+def allowed_methods(request: Request) -> list[str]:
+    # Starlette names only the first route that matched the path; probe every method.
+    return sorted(
+        method
+        for method in ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.routes
+        )
     )
 
 
@@ -181,45 +280,8 @@ PARAMETER_DETAILS = {
 }
 
 
-def install(app: FastAPI, retry_after: int) -> None:
-    """Register the handlers: domain and API errors, FastAPI's 422, Starlette's
-    404/405, and the catch-all 500 (which reveals nothing of the failure)."""
-
-    async def on_known(_: Request, error: Exception) -> Response:
-        for cls in type(error).__mro__:
-            if cls in TABLE:
-                return render(error, TABLE[cls])
-        return await on_unexpected(_, error)
-
-    async def on_unavailable(_: Request, error: Exception) -> Response:
-        return unavailable_response(retry_after)
-
-    async def on_request_validation(_: Request, error: Exception) -> Response:
-        assert isinstance(error, RequestValidationError)
-        errors = validation_errors(error)
-        return render(ValidationProblemError(errors), TABLE[ValidationProblemError])
-
-    async def on_http(_: Request, error: Exception) -> Response:
-        assert isinstance(error, StarletteHTTPException)
-        slug, title = BY_STATUS.get(error.status_code, ("http-error", "HTTP error"))
-        detail = {
-            404: "no such resource",
-            405: "method not allowed on this resource",
-        }.get(error.status_code, str(error.detail))
-        return problem(error.status_code, slug, title, detail, dict(error.headers or {}))
-
-    async def on_disconnect(_: Request, error: Exception) -> Response:
-        # The client went away while sending its body; nobody reads this answer.
-        return problem(400, "malformed-json", "Malformed JSON", "the client disconnected")
-
-    async def on_unexpected(_: Request, error: Exception) -> Response:
-        return render(error, INTERNAL, "an unexpected error occurred")
-
-    for cls in TABLE:
-        app.add_exception_handler(cls, on_known)
-    app.add_exception_handler(de.StoreUnavailableError, on_unavailable)
-    app.add_exception_handler(de.SchemaOutOfDateError, on_unavailable)
-    app.add_exception_handler(RequestValidationError, on_request_validation)
-    app.add_exception_handler(ClientDisconnect, on_disconnect)
-    app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(Exception, on_unexpected)
+def install(app: FastAPI) -> None:
+    """Answer every exception with `respond`: the table's errors, FastAPI's 422,
+    Starlette's 404/405, client disconnects, and the catch-all 500."""
+    for cls in (*TABLE, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(cls, respond)

@@ -1,5 +1,8 @@
 """POST /streams/{stream_id}: receipts, preconditions, atomicity, idempotent retries,
-duplicate ids and faithful storage of data and metadata (contract sections 2 and 9)."""
+duplicate ids and faithful storage of data and metadata (contract sections 2 and 9).
+
+Every test runs twice per backend: once through the front's append fast path, once
+with it turned off, so that both paths are proven to answer alike."""
 
 from __future__ import annotations
 
@@ -25,6 +28,11 @@ from tests.api import (
     stream_version,
 )
 from tests.factories import event_body
+
+
+@pytest.fixture(params=["fast-path", "through-fastapi"])
+def fast_append(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param == "fast-path")
 
 
 async def test_append_answers_201_with_etag_location_and_receipt(

@@ -33,6 +33,12 @@ from tests.factories import append_body, event_body
 MiB = 1024 * 1024
 
 
+@pytest.fixture(params=["fast-path", "through-fastapi"])
+def fast_append(request: pytest.FixtureRequest) -> bool:
+    """Bad appends are answered alike with and without the front's fast path."""
+    return bool(request.param == "fast-path")
+
+
 def valid() -> bytes:
     """A good append body with a fresh event id."""
     return json.dumps(append_body(event_body())).encode()

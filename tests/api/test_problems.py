@@ -4,11 +4,13 @@ shape that ends in a 500."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
+from app.api import problems as registry
 from tests.api import JSON, PROBLEM_JSON, TITLES, append_ok, assert_problem, new_id
 from tests.factories import event_body
 
@@ -200,3 +202,35 @@ async def test_no_request_shape_ends_in_a_500(client: httpx.AsyncClient) -> None
         body = response.json()
         assert body["type"].startswith("/problems/") and body["status"] == response.status_code
         assert body["title"] == TITLES[body["type"].removeprefix("/problems/")]
+
+
+def test_the_registry_gives_each_slug_one_status_and_title() -> None:
+    """One table (app/api/problems.py) renders every problem; a slug means one thing."""
+    rows: dict[str, set[tuple[int, str]]] = {}
+    for kind in (*registry.TABLE.values(), registry.INTERNAL, registry.UNAVAILABLE):
+        rows.setdefault(kind.slug, set()).add((kind.status, kind.title))
+    assert all(len(found) == 1 for found in rows.values()), rows
+    titles = {slug: next(iter(found))[1] for slug, found in rows.items()}
+    assert {s: t for s, t in titles.items() if s in TITLES} == TITLES
+    assert set(titles) - set(TITLES) <= {
+        "snapshot-not-found",
+        "subscription-not-found",
+        "stale-snapshot",
+        "subscription-conflict",
+        "checkpoint-moved",
+        "unavailable",
+        "request-timeout",
+        "headers-too-large",
+    }
+
+
+def test_the_http_server_renders_its_refusals_from_the_registry() -> None:
+    raw = registry.render_bytes(registry.HeadersTooLargeError("too many"))
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert json.loads(body) == {
+        "type": "/problems/headers-too-large",
+        "title": "Request header fields too large",
+        "status": 431,
+        "detail": "too many",
+    }

@@ -1,0 +1,42 @@
+"""The contract's names and bounds, defined once (contract sections 1 and 2). Every
+check imports them: the routers' declared parameters, the body parsers, the append
+fast path, the OpenAPI models and the store."""
+
+from __future__ import annotations
+
+import re
+
+# Stream ids, categories and subscription names.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@~=-]*$"
+NAME_CHARACTERS = "A-Z a-z 0-9 - _ . : @ ~ ="
+# Event types.
+TYPE_PATTERN = r"^[A-Za-z][A-Za-z0-9_.:-]*$"
+TYPE_CHARACTERS = "A-Z a-z 0-9 _ . : -"
+# The longest name or type the contract admits (the max_name_length setting may
+# lower it for types and filters, never raise it).
+MAX_NAME_LENGTH = 200
+# Positions and versions are signed 64-bit integers in storage.
+MAX_POSITION = 2**63 - 1
+MAX_VERSION = MAX_POSITION
+
+_NAME = re.compile(NAME_PATTERN)
+_TYPE = re.compile(TYPE_PATTERN)
+
+STREAM_ID_RULE = (
+    f"must be 1 to {MAX_NAME_LENGTH} characters from {NAME_CHARACTERS}, "
+    "starting with a letter or digit"
+)
+TYPE_RULE = (
+    f"required: 1 to {MAX_NAME_LENGTH} characters, letters, digits and _ . : -, "
+    "starting with a letter"
+)
+
+
+def is_name(text: str, max_length: int = MAX_NAME_LENGTH) -> bool:
+    """A valid stream id, category or subscription name."""
+    return len(text) <= max_length and _NAME.fullmatch(text) is not None
+
+
+def is_type(text: str, max_length: int = MAX_NAME_LENGTH) -> bool:
+    """A valid event type."""
+    return len(text) <= max_length and _TYPE.fullmatch(text) is not None
