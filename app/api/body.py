@@ -21,12 +21,12 @@ import orjson
 from starlette.requests import Request
 
 from app.api.problems import MalformedJsonError, UnsupportedMediaTypeError, ValidationProblemError
-from app.domain.encoding import dumps_text, keep_floats
 from app.domain.errors import LimitExceededError
+from app.domain.names import TYPE_RE, TYPE_RULE
 from app.domain.types import NewEvent, new_event_ids
+from app.live.wire import dumps_text, keep_floats
 from app.settings import Settings
 
-TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]*")
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 EVENT_MEMBERS = {"id", "type", "data", "metadata"}
 
@@ -264,8 +264,7 @@ def _event_problems(
         found.append(
             {
                 "pointer": pointer("events", i, "type"),
-                "detail": "required: 1 to 200 characters, letters, digits and _ . : -, "
-                "starting with a letter",
+                "detail": TYPE_RULE,
             }
         )
     elif len(event_type) > settings.max_name_length:

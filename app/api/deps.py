@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Annotated
 
@@ -10,15 +9,13 @@ from fastapi import Depends, Request
 
 from app.api.metrics import Metrics
 from app.api.problems import ValidationProblemError
+from app.domain.names import is_name, is_type
 from app.domain.types import LogFilter
 from app.live.broadcaster import Broadcaster
 from app.settings import Settings
 from app.store.event_store import EventStore
 from app.store.snapshots import SnapshotStore
 from app.store.subscriptions import SubscriptionStore
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@~=-]*")
-_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]*")
 
 
 async def get_store(request: Request) -> EventStore:
@@ -67,13 +64,13 @@ def log_filter(
 ) -> LogFilter:
     """Check filter values (every problem reported) and build the filter."""
     problems: list[dict[str, str]] = []
-    for parameter, values, pattern in (
-        ("stream", streams, _NAME),
-        ("category", categories, _NAME),
-        ("type", types, _TYPE),
+    for parameter, values, valid in (
+        ("stream", streams, is_name),
+        ("category", categories, is_name),
+        ("type", types, is_type),
     ):
         for value in values or ():
-            if not pattern.fullmatch(value) or len(value) > max_length:
+            if not valid(value, max_length):
                 problems.append(
                     {"parameter": parameter, "detail": f"{value!r} is not a valid {parameter}"}
                 )

@@ -1,246 +1,18 @@
-"""Live: the global log as server-sent events.
-
-`LiveResponse` keeps sse-starlette's wire behaviour (pings, a send timeout for clients
-that stop reading, the end of every stream when the server exits, disconnect
-detection) at a fraction of its per-connection cost: the stream runs in the request's
-own task, and one helper task per connection listens for the disconnect and sends the
-pings (instead of a task group of four tasks and a cancel scope around every send).
-One task per process ends the streams whose send has waited too long, and all of them
-when the server exits.
-"""
+"""Live: the global log as server-sent events."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import math
-import time
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
-from weakref import WeakKeyDictionary
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
-from prometheus_client import Gauge
-from sse_starlette import EventSourceResponse, ServerSentEvent
-from sse_starlette.event import ensure_bytes
-from starlette.types import Message, Receive, Scope, Send
 
 from app.api.deps import BroadcasterDep, MetricsDep, SettingsDep, StoreDep, log_filter
-from app.api.metrics import Metrics
-from app.api.params import MAX_INT64, CategoryFilter, StreamFilter, TypeFilter
-from app.api.problems import ValidationProblemError
+from app.api.params import CategoryFilter, StreamFilter, TypeFilter
 from app.api.responses import problems
-from app.domain.types import LogFilter
-from app.live.broadcaster import Broadcaster
-from app.live.tail import TailOptions, tail
-from app.settings import Settings
+from app.api.sse import SSE_RESPONSE, LiveResponse, live_response, start_position
+from app.domain.names import MAX_POSITION
 
 router = APIRouter(tags=["live"])
-log = logging.getLogger("evstore.live")
-
-SHUTDOWN_GRACE_SECONDS = 2.0  # the tails end cleanly well within uvicorn's 5 s
-
-
-class LiveStreams:
-    """The open live responses of one process (one broadcaster), and the one task that
-    watches them: every quarter of the send timeout it ends those whose send has waited
-    longer than that (a sweep over all, not a timer per stream), and when the server
-    begins to exit it closes the broadcaster, so every tail returns and its stream ends
-    cleanly, and cancels what is left after a grace period."""
-
-    def __init__(self, broadcaster: Broadcaster, gauge: Gauge, send_timeout: float) -> None:
-        self.broadcaster = broadcaster
-        self.gauge = gauge
-        self.send_timeout = send_timeout
-        self.open: set[LiveResponse] = set()
-        self._watcher: asyncio.Task[None] | None = None
-
-    def add(self, response: LiveResponse) -> None:
-        self.open.add(response)
-        self.gauge.inc()
-        if self._watcher is None:
-            self._watcher = asyncio.create_task(self._watch(), name="evstore-live-streams")
-
-    def discard(self, response: LiveResponse) -> None:
-        self.open.discard(response)
-        self.gauge.dec()
-        if not self.open and self._watcher is not None:
-            self._watcher.cancel()
-            self._watcher = None
-
-    async def _watch(self) -> None:
-        exiting = asyncio.ensure_future(EventSourceResponse._listen_for_exit_signal())
-        try:
-            while not exiting.done():
-                await asyncio.wait([exiting], timeout=self.send_timeout / 4)
-                stalled_since = time.monotonic() - self.send_timeout
-                for response in list(self.open):
-                    if response.sending_since() <= stalled_since:
-                        response.end("stalled")
-        finally:
-            exiting.cancel()
-        self.broadcaster.close()
-        await asyncio.sleep(SHUTDOWN_GRACE_SECONDS)  # `discard` cancels us once all end
-        for response in list(self.open):
-            response.end("shutdown")
-
-
-_streams: WeakKeyDictionary[Broadcaster, LiveStreams] = WeakKeyDictionary()
-
-
-def live_streams(broadcaster: Broadcaster, metrics: Metrics, settings: Settings) -> LiveStreams:
-    streams = _streams.get(broadcaster)
-    if streams is None:
-        gauge, timeout = metrics.live_subscribers, settings.live_send_timeout_seconds
-        streams = _streams[broadcaster] = LiveStreams(broadcaster, gauge, timeout)
-    return streams
-
-
-class LiveResponse(EventSourceResponse):
-    """An SSE response of `chunks` (encoded messages), registered with `streams` while
-    it runs. HEAD (and a response without `streams`) takes sse-starlette's own path."""
-
-    def __init__(
-        self,
-        chunks: AsyncIterator[bytes],
-        streams: LiveStreams | None = None,
-        status_code: int = 200,  # FastAPI reads the documented status from this default
-        **options: Any,
-    ) -> None:
-        super().__init__(chunks, status_code=status_code, **options)
-        self._chunks = chunks
-        self._streams = streams
-        self._task: asyncio.Task[Any] | None = None
-        self._streaming = False
-        self._ended: str | None = None  # why we cancelled the stream ourselves
-        self._sending = 0  # sends in progress, and since when the first of them waits
-        self._since = 0.0
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        streams = self._streams
-        if streams is None or scope["type"] != "http" or scope["method"].upper() == "HEAD":
-            await super().__call__(scope, receive, send)
-            return
-        task = self._task = asyncio.current_task()
-        assert task is not None
-        streams.add(self)
-        helper = asyncio.create_task(self._watch(receive, send))
-        self._streaming = True
-        try:
-            await self._stream(send)
-        except asyncio.CancelledError:
-            if self._ended is None or task.uncancel() > 0:
-                raise  # not ours: the server cancels the request
-        finally:
-            self._streaming = self.active = False
-            helper.cancel()
-            streams.discard(self)
-        if self._ended == "stalled":
-            log.warning("dropped a live subscriber that read nothing for %.1fs", self.send_timeout)
-        if self.background is not None:
-            await self.background()
-
-    def end(self, reason: str) -> None:
-        """Stop the stream now: the client is gone, stalled, or the server exits."""
-        if self._streaming and self._ended is None and self._task is not None:
-            self._ended = reason
-            self._task.cancel()
-
-    async def _stream(self, send: Send) -> None:
-        start = {"type": "http.response.start", "status": self.status_code}
-        await self._send(send, {**start, "headers": self.raw_headers})
-        try:
-            async for chunk in self._chunks:
-                await self._send(
-                    send, {"type": "http.response.body", "body": chunk, "more_body": True}
-                )
-        finally:
-            # Cancelled in a send, the tail is suspended at a yield: close it here so
-            # its cleanup runs now, not whenever it is collected.
-            aclose = getattr(self._chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        self.active = False  # no ping after the end
-        await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def _send(self, send: Send, message: Message) -> None:
-        # LiveStreams ends a stream whose send waits too long (the client stopped
-        # reading): cheaper than a timer around every send, as most never wait at all.
-        self._sending += 1
-        if self._sending == 1:
-            self._since = time.monotonic()
-        try:
-            await send(message)
-        finally:
-            self._sending -= 1
-
-    def sending_since(self) -> float:
-        """When the send in progress began (math.inf: none is)."""
-        return self._since if self._sending else math.inf
-
-    async def _watch(self, receive: Receive, send: Send) -> None:
-        """The helper task: the disconnect, and a ping every ping interval."""
-        interval = self.ping_interval or math.inf
-        next_ping = time.monotonic() + interval
-        while True:  # until the stream ends and cancels it
-            wait = next_ping - time.monotonic()
-            if wait <= 0:
-                if self.active:
-                    await self._send(send, self._ping_message())
-                next_ping = time.monotonic() + interval
-                continue
-            try:
-                async with asyncio.timeout(None if wait == math.inf else wait):
-                    message = await receive()
-            except TimeoutError:
-                continue
-            if message["type"] == "http.disconnect":
-                self.end("disconnect")
-                return
-
-    def _ping_message(self) -> Message:
-        factory = self.ping_message_factory
-        event = factory() if factory else ServerSentEvent(comment="ping", sep=self.sep)
-        return {
-            "type": "http.response.body",
-            "body": ensure_bytes(event, self.sep),
-            "more_body": True,
-        }
-
-
-# One message of the stream, as OpenAPI 3.2 describes text/event-stream items (an
-# absent `event:` field reads as "message").
-SSE_MESSAGE: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "event": {"type": "string", "enum": ["message", "caught-up", "checkpoint"]},
-        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "a position"},
-        "data": {
-            "type": "string",
-            "contentMediaType": "application/json",
-            "description": "one line of JSON: the recorded event, or {position[, head]}",
-        },
-        "retry": {"type": "integer", "minimum": 0},
-    },
-}
-SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "An endless text/event-stream: events (id = position), then "
-        "`caught-up` once, `checkpoint` for filtered subscriptions, `: ping` comments",
-        "content": {"text/event-stream": {"schema": SSE_MESSAGE}},
-    }
-}
-
-
-def start_position(last_event_id: str | None, after: int | None) -> int | None:
-    if last_event_id is None:
-        return after
-    text = last_event_id.strip()
-    if not text.isascii() or not text.isdigit() or int(text) > MAX_INT64:
-        raise ValidationProblemError(
-            [{"parameter": "Last-Event-ID", "detail": "must be a position: 0 to 2^63-1"}]
-        )
-    return int(text)
 
 
 @router.get(
@@ -256,7 +28,7 @@ async def subscribe_live(
     metrics: MetricsDep,
     after: Annotated[
         int | None,
-        Query(ge=0, le=MAX_INT64, description="start after this position; default: the head"),
+        Query(ge=0, le=MAX_POSITION, description="start after this position; default: the head"),
     ] = None,
     stream: StreamFilter = None,
     category: CategoryFilter = None,
@@ -272,24 +44,3 @@ async def subscribe_live(
     if start is None:
         start = await store.head()
     return live_response(broadcaster, settings, metrics, start, where)
-
-
-def live_response(
-    broadcaster: Broadcaster, settings: Settings, metrics: Metrics, start: int, where: LogFilter
-) -> LiveResponse:
-    """The SSE response following the log after `start` (the global log and
-    subscriptions)."""
-    options = TailOptions(
-        page_size=settings.live_page_size,
-        retry_ms=settings.live_retry_ms,
-        checkpoint_seconds=settings.live_checkpoint_seconds,
-    )
-    return LiveResponse(
-        tail(broadcaster, start, where, options),
-        live_streams(broadcaster, metrics, settings),
-        ping=settings.live_keepalive_seconds,
-        ping_message_factory=lambda: ServerSentEvent(comment="ping", sep="\n"),
-        send_timeout=settings.live_send_timeout_seconds,
-        sep="\n",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )

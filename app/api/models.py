@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from app.api.params import MAX_INT64
+from app.domain.names import MAX_NAME_LENGTH, MAX_POSITION, MAX_VERSION, TYPE_PATTERN
 
 # Request models only document the bodies (app/api/body.py parses them); unknown members
 # are a 422 there, so the schemas forbid them too.
@@ -28,7 +28,7 @@ class EventIn(BaseModel):
         description="UUID; send one so that retries are safe. Assigned when absent.",
         json_schema_extra=_no_default,
     )
-    type: str = Field(..., max_length=200, pattern=r"^[A-Za-z][A-Za-z0-9_.:-]*$")
+    type: str = Field(..., max_length=MAX_NAME_LENGTH, pattern=TYPE_PATTERN)
     data: Any = Field(..., description="any JSON value, stored as sent")
     metadata: dict[str, Any] = Field(default_factory=dict, description="a JSON object")
 
@@ -99,7 +99,7 @@ class SnapshotIn(BaseModel):
     model_config = STRICT
 
     version: int = Field(
-        ..., ge=1, le=MAX_INT64, description="the stream version the state is as of"
+        ..., ge=1, le=MAX_VERSION, description="the stream version the state is as of"
     )
     data: Any = Field(..., description="any JSON value")
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -125,7 +125,7 @@ class SubscriptionIn(BaseModel):
     stream: list[str] = Field(default_factory=list, description="exact stream ids (OR)")
     category: list[str] = Field(default_factory=list, description="categories (OR)")
     type: list[str] = Field(default_factory=list, description="event types (OR)")
-    start: Literal["beginning", "end"] | Annotated[int, Field(ge=0, le=MAX_INT64)] = Field(
+    start: Literal["beginning", "end"] | Annotated[int, Field(ge=0, le=MAX_POSITION)] = Field(
         "beginning", description='"beginning", "end" (the head now) or a position'
     )
 
@@ -148,7 +148,7 @@ class CheckpointIn(BaseModel):
     model_config = STRICT
 
     position: int = Field(
-        ..., ge=0, le=MAX_INT64, description="processed up to here, 0 <= position <= head"
+        ..., ge=0, le=MAX_POSITION, description="processed up to here, 0 <= position <= head"
     )
 
 

@@ -11,8 +11,8 @@ from starlette.responses import Response
 
 from app.api.deps import MetricsDep, SettingsDep, StoreDep, SubscriptionStoreDep
 from app.api.models import HealthOut
-from app.domain.encoding import dumps
 from app.domain.errors import StoreUnavailableError
+from app.live.wire import dumps
 
 router = APIRouter(tags=["operations"])
 

@@ -7,17 +7,21 @@ from typing import Annotated
 
 from fastapi import Header, Path, Query
 
-MAX_INT64 = 2**63 - 1
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@~=-]*$"
+from app.domain.names import (
+    MAX_NAME_LENGTH,
+    MAX_POSITION,
+    NAME_CHARACTERS,
+    NAME_PATTERN,
+)
 
 StreamId = Annotated[
     str,
     Path(
         min_length=1,
-        max_length=200,
+        max_length=MAX_NAME_LENGTH,
         pattern=NAME_PATTERN,
-        description="1 to 200 characters from A-Z a-z 0-9 - _ . : @ ~ =, starting with a "
-        "letter or digit",
+        description=f"1 to {MAX_NAME_LENGTH} characters from {NAME_CHARACTERS}, starting with "
+        "a letter or digit",
         examples=["Order-42"],
     ),
 ]
@@ -38,7 +42,7 @@ IfNoneMatch = Annotated[
     ),
 ]
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size, 1 to 1000")]
-Position = Annotated[int, Query(ge=0, le=MAX_INT64, description="a global position")]
+Position = Annotated[int, Query(ge=0, le=MAX_POSITION, description="a global position")]
 StreamFilter = Annotated[
     list[str] | None,
     Query(max_length=100, description="exact stream id; repeat for several (OR)"),

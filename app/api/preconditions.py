@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 
 from app.api.problems import InvalidPreconditionError
+from app.domain.names import MAX_VERSION
 from app.domain.types import ANY_VERSION, ExpectedKind, ExpectedVersion
 
-MAX_INT64 = 2**63 - 1
 # entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE ; etagc = %x21 / %x23-7E / obs-text
 _TAG = re.compile(r'(W/)?"([\x21\x23-\x7e\x80-\xff]*)"')
 _VERSION = re.compile(r"0|[1-9][0-9]*")
@@ -52,7 +52,7 @@ def tag_version(tag: EntityTag, name: str) -> int | None:
     if not _VERSION.fullmatch(tag.opaque):
         return None
     # Length first: int() refuses strings longer than Python's digit limit.
-    if len(tag.opaque) > len(str(MAX_INT64)) or int(tag.opaque) > MAX_INT64:
+    if len(tag.opaque) > len(str(MAX_VERSION)) or int(tag.opaque) > MAX_VERSION:
         shown = tag.opaque if len(tag.opaque) <= 40 else tag.opaque[:40] + "..."
         raise InvalidPreconditionError(f"{name}: version {shown} is out of range")
     return int(tag.opaque)

@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from app.domain import errors as de
+from app.domain.names import STREAM_ID_RULE
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("evstore.api")
@@ -274,10 +275,7 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return found
 
 
-PARAMETER_DETAILS = {
-    "stream_id": "must be 1 to 200 characters from A-Z a-z 0-9 - _ . : @ ~ =, "
-    "starting with a letter or digit",
-}
+PARAMETER_DETAILS = {"stream_id": STREAM_ID_RULE}
 
 
 def install(app: FastAPI) -> None:

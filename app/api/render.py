@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from app.domain.encoding import events_json
+from app.live.wire import events_json
 
 __all__ = ["IMMUTABLE", "NO_CACHE", "events_json", "json_response"]
 

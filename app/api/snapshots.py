@@ -10,13 +10,14 @@ from starlette.responses import Response
 from app.api.body import json_problems, parse_json, read_body, require_json
 from app.api.deps import SettingsDep, SnapshotStoreDep
 from app.api.models import SnapshotOut
-from app.api.params import MAX_INT64, StreamId
+from app.api.params import StreamId
 from app.api.problems import ValidationProblemError
 from app.api.render import json_response
 from app.api.responses import problems
-from app.domain.encoding import dumps_text, timestamp
 from app.domain.errors import LimitExceededError
+from app.domain.names import MAX_VERSION
 from app.domain.types import Snapshot
+from app.live.wire import dumps_text, timestamp
 from app.settings import Settings
 
 router = APIRouter(tags=["snapshots"])
@@ -47,7 +48,7 @@ def parse_snapshot(raw: bytes, settings: Settings) -> tuple[int, str, str]:
         if k not in ("version", "data", "metadata")
     ]
     version = body.get("version")
-    if type(version) is not int or not 1 <= version <= MAX_INT64:
+    if type(version) is not int or not 1 <= version <= MAX_VERSION:
         found.append({"pointer": "/version", "detail": "required: a stream version >= 1"})
     if "data" not in body:
         found.append({"pointer": "/data", "detail": "required"})

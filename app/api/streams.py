@@ -12,12 +12,13 @@ from app.api import preconditions as pre
 from app.api.body import parse_append, read_body, require_json
 from app.api.deps import MetricsDep, SettingsDep, StoreDep, log_filter, page_size
 from app.api.models import AppendReceipt, RecordedEventOut, StreamListOut, StreamPageOut
-from app.api.params import MAX_INT64, NAME_PATTERN, Direction, IfMatch, IfNoneMatch, Limit, StreamId
+from app.api.params import Direction, IfMatch, IfNoneMatch, Limit, StreamId
 from app.api.render import IMMUTABLE, NO_CACHE, events_json, json_response
 from app.api.responses import problems
-from app.domain.encoding import dumps, dumps_text, event_json, timestamp
 from app.domain.errors import DuplicateEventIdError, WrongExpectedVersionError
+from app.domain.names import MAX_NAME_LENGTH, MAX_VERSION, NAME_PATTERN
 from app.domain.types import AppendResult
+from app.live.wire import dumps, dumps_text, event_json, timestamp
 
 router = APIRouter(tags=["streams"])
 
@@ -130,7 +131,7 @@ FromVersion = Annotated[
     Query(
         alias="from",
         ge=1,
-        le=MAX_INT64,
+        le=MAX_VERSION,
         description="first version to return (inclusive); default 1, or the last backward",
     ),
 ]
@@ -193,7 +194,7 @@ async def head_stream(
 )
 async def read_stream_event(
     stream_id: StreamId,
-    version: Annotated[int, Path(ge=1, le=MAX_INT64, description="the event's version")],
+    version: Annotated[int, Path(ge=1, le=MAX_VERSION, description="the event's version")],
     store: StoreDep,
 ) -> Response:
     """Read one event of a stream by its version."""
@@ -212,14 +213,22 @@ async def list_streams(
     settings: SettingsDep,
     prefix: Annotated[
         str | None,
-        Query(max_length=200, pattern=NAME_PATTERN, description="stream ids starting with this"),
+        Query(
+            max_length=MAX_NAME_LENGTH,
+            pattern=NAME_PATTERN,
+            description="stream ids starting with this",
+        ),
     ] = None,
     category: Annotated[
         list[str] | None, Query(max_length=100, description="repeatable (OR)")
     ] = None,
     after: Annotated[
         str | None,
-        Query(max_length=200, pattern=NAME_PATTERN, description="cursor: the last stream id seen"),
+        Query(
+            max_length=MAX_NAME_LENGTH,
+            pattern=NAME_PATTERN,
+            description="cursor: the last stream id seen",
+        ),
     ] = None,
     limit: Limit = 100,
 ) -> Response:

@@ -6,7 +6,6 @@ only a stored filter and a position.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -23,15 +22,16 @@ from app.api.deps import (
     SubscriptionStoreDep,
     page_size,
 )
-from app.api.live import SSE_RESPONSE, LiveResponse, live_response, start_position
-from app.api.log import Wait, log_page_response, read_page
 from app.api.models import LogPageOut, SubscriptionListOut, SubscriptionOut
-from app.api.params import MAX_INT64, NAME_PATTERN, IfMatch, Limit
+from app.api.pages import Wait, log_page_response, read_page
+from app.api.params import IfMatch, Limit
 from app.api.problems import ValidationProblemError
 from app.api.render import NO_CACHE, json_response
 from app.api.responses import problems
-from app.domain.encoding import dumps, timestamp
+from app.api.sse import SSE_RESPONSE, LiveResponse, live_response, start_position
+from app.domain.names import MAX_NAME_LENGTH, MAX_POSITION, NAME_PATTERN, is_name, is_type
 from app.domain.types import LogFilter, Subscription
+from app.live.wire import dumps, timestamp
 
 router = APIRouter(tags=["subscriptions"])
 
@@ -39,14 +39,12 @@ Name = Annotated[
     str,
     Path(
         min_length=1,
-        max_length=200,
+        max_length=MAX_NAME_LENGTH,
         pattern=NAME_PATTERN,
         description="1 to 200 characters from A-Z a-z 0-9 - _ . : @ ~ =",
         examples=["billing"],
     ),
 ]
-_NAME = re.compile(NAME_PATTERN)
-_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]*$")
 
 
 def _body(schema: str) -> dict[str, Any]:
@@ -79,17 +77,17 @@ def parse_subscription(raw: bytes, max_name: int) -> tuple[LogFilter, int | str]
         if k not in ("stream", "category", "type", "start")
     ]
     lists: dict[str, tuple[str, ...]] = {}
-    for member, pattern in (("stream", _NAME), ("category", _NAME), ("type", _TYPE)):
+    for member, valid in (("stream", is_name), ("category", is_name), ("type", is_type)):
         values = body.get(member, [])
         if not isinstance(values, list) or len(values) > 100:
             found.append({"pointer": f"/{member}", "detail": "must be a list of at most 100"})
             continue
         for i, value in enumerate(values):
-            if not isinstance(value, str) or not pattern.fullmatch(value) or len(value) > max_name:
+            if not isinstance(value, str) or not valid(value, max_name):
                 found.append({"pointer": f"/{member}/{i}", "detail": f"not a valid {member}"})
         lists[member] = tuple(v for v in values if isinstance(v, str))
     start = body.get("start", "beginning")
-    valid_position = type(start) is int and 0 <= start <= MAX_INT64
+    valid_position = type(start) is int and 0 <= start <= MAX_POSITION
     if start not in ("beginning", "end") and not valid_position:
         found.append({"pointer": "/start", "detail": 'must be "beginning", "end" or a position'})
     if found:
@@ -157,7 +155,11 @@ async def list_subscriptions(
     settings: SettingsDep,
     after: Annotated[
         str | None,
-        Query(max_length=200, pattern=NAME_PATTERN, description="cursor: the last name seen"),
+        Query(
+            max_length=MAX_NAME_LENGTH,
+            pattern=NAME_PATTERN,
+            description="cursor: the last name seen",
+        ),
     ] = None,
     limit: Limit = 100,
 ) -> Response:
@@ -216,7 +218,7 @@ async def store_checkpoint(
         raise ValidationProblemError([{"pointer": "", "detail": "the body must be an object"}])
     found = [{"pointer": f"/{k}", "detail": "unknown member"} for k in body if k != "position"]
     position = body.get("position")
-    if type(position) is not int or not 0 <= position <= MAX_INT64:
+    if type(position) is not int or not 0 <= position <= MAX_POSITION:
         found.append({"pointer": "/position", "detail": "required: a position >= 0"})
     if found:
         raise ValidationProblemError(found)

@@ -1,14 +1,21 @@
-"""The domain error tree. The store raises these; the API maps them to problem+json.
+"""The domain error tree. The store raises these; the API maps them to problem+json
+(app/api/problems.py), each class to one row.
 
-EvstoreError
- +-- NotFoundError
- |    +-- StreamNotFoundError(stream_id)
- |    +-- EventNotFoundError
- +-- WrongExpectedVersionError(stream_id, expected, current_version)
- +-- DuplicateEventIdError(event_ids)
- +-- LimitExceededError(limit, max)
- +-- StoreUnavailableError
- +-- SchemaOutOfDateError(current, required)
+EvstoreError                    base of every condition the domain or the store reports
+ +-- NotFoundError              raised when something the request addresses does not exist
+ |    +-- StreamNotFoundError   a stream has no events (stream_id)
+ |    +-- EventNotFoundError    no event at that version or position
+ |    +-- SnapshotNotFoundError a stream has no snapshot (stream_id)
+ |    +-- SubscriptionNotFoundError  no subscription of that name (name)
+ +-- StaleSnapshotError         a PUT snapshot is older than the stored one
+ +-- SubscriptionConflictError  a subscription exists with another filter (name)
+ +-- CheckpointMovedError       a checkpoint's If-Match names another position
+ +-- OutOfRangeError            a value lies outside what the store holds (pointer)
+ +-- WrongExpectedVersionError  an append's expected version does not match
+ +-- DuplicateEventIdError      an append reuses event ids stored elsewhere (event_ids)
+ +-- LimitExceededError         a size limit was broken (limit, max)
+ +-- StoreUnavailableError      the database cannot be reached or did not answer in time
+ +-- SchemaOutOfDateError       the database schema is not at this version's revision
 """
 
 from __future__ import annotations

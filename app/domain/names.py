@@ -19,8 +19,8 @@ MAX_NAME_LENGTH = 200
 MAX_POSITION = 2**63 - 1
 MAX_VERSION = MAX_POSITION
 
-_NAME = re.compile(NAME_PATTERN)
-_TYPE = re.compile(TYPE_PATTERN)
+NAME_RE = re.compile(NAME_PATTERN)
+TYPE_RE = re.compile(TYPE_PATTERN)
 
 STREAM_ID_RULE = (
     f"must be 1 to {MAX_NAME_LENGTH} characters from {NAME_CHARACTERS}, "
@@ -34,9 +34,9 @@ TYPE_RULE = (
 
 def is_name(text: str, max_length: int = MAX_NAME_LENGTH) -> bool:
     """A valid stream id, category or subscription name."""
-    return len(text) <= max_length and _NAME.fullmatch(text) is not None
+    return len(text) <= max_length and NAME_RE.fullmatch(text) is not None
 
 
 def is_type(text: str, max_length: int = MAX_NAME_LENGTH) -> bool:
     """A valid event type."""
-    return len(text) <= max_length and _TYPE.fullmatch(text) is not None
+    return len(text) <= max_length and TYPE_RE.fullmatch(text) is not None

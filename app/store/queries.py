@@ -14,12 +14,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.domain.encoding import stored_timestamp
+from app.domain.names import MAX_VERSION
 from app.domain.types import LogFilter, RecordedEvent, StreamInfo
 from app.store import driver
 from app.store.tables import events, log_head, streams
-
-MAX_VERSION = 2**63 - 1
 
 
 def utc(value: datetime) -> datetime:
@@ -28,7 +26,7 @@ def utc(value: datetime) -> datetime:
 
 
 def _stamp_text(column: Any, dialect: str) -> Any:
-    # UTC text as the database prints it; app.domain.encoding.stored_timestamp makes it
+    # UTC text as the database prints it; stored_timestamp below makes it
     # RFC 3339 (PostgreSQL's to_char would do it in SQL, at several times the cost).
     if dialect == "postgresql":
         return sa.cast(sa.func.timezone("UTC", column), sa.Text)
@@ -47,6 +45,14 @@ def event_columns(dialect: str) -> tuple[Any, ...]:
         sa.cast(events.c.metadata, sa.Text),
         _stamp_text(events.c.recorded_at, dialect),
     )
+
+
+def stored_timestamp(text: str) -> str:
+    """RFC 3339 from a timestamp as the database prints it in UTC: PostgreSQL's
+    `2026-11-27 03:04:05.1234` (trailing zeros of the fraction dropped, no fraction at
+    all on a whole second) or SQLite's `2026-11-27 03:04:05.123400`."""
+    fraction = text[19:26] if len(text) > 19 and text[19] == "." else "."
+    return f"{text[:10]}T{text[11:19]}{fraction.ljust(7, '0')}Z"
 
 
 def to_events(rows: driver.Rows) -> list[RecordedEvent]:
