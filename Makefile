@@ -35,6 +35,8 @@ lint: venv
 	$(BIN)/ruff check app tests alembic
 	$(BIN)/ruff format --check app tests alembic
 	$(BIN)/mypy app
+	$(BIN)/mypy tests
+	$(BIN)/lint-imports
 
 format: venv
 	$(BIN)/ruff check --fix app tests alembic

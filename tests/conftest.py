@@ -38,7 +38,7 @@ def pg_url(database: str) -> str:
 
 def pg_admin(sql: str) -> None:
     with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
+        conn.execute(sql)  # type: ignore[arg-type,unused-ignore]
 
 
 def create_pg_database(template: str | None = None) -> str:

@@ -8,6 +8,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -31,7 +32,11 @@ from tests.history import (
 )
 
 WRITERS = 4
-TIMEOUTS = {"connect_timeout_seconds": 1, "pool_timeout_seconds": 1, "statement_timeout_seconds": 2}
+TIMEOUTS: dict[str, Any] = {
+    "connect_timeout_seconds": 1,
+    "pool_timeout_seconds": 1,
+    "statement_timeout_seconds": 2,
+}
 BOUND = sum(TIMEOUTS.values()) + 1  # the longest a request may take while stalled
 
 

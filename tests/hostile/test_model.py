@@ -174,7 +174,7 @@ def reset(database_url: str) -> None:
         return
     with psycopg.connect(database_url, autocommit=True) as conn:
         for statement in RESET:
-            conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute(statement)  # type: ignore[arg-type,unused-ignore]
 
 
 @asynccontextmanager

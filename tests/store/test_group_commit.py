@@ -28,7 +28,7 @@ Opened = tuple[Store, Batches]
 
 
 @pytest.fixture
-async def opened(settings: Settings) -> AsyncIterator[Opened]:  # type: ignore[override]
+async def opened(settings: Settings) -> AsyncIterator[Opened]:
     batches = Batches()
     async with open_store(settings, on_batch=batches.append) as parts:
         yield parts, batches
