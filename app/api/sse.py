@@ -233,7 +233,9 @@ def start_position(last_event_id: str | None, after: int | None) -> int | None:
     if last_event_id is None:
         return after
     text = last_event_id.strip()
-    if not text.isascii() or not text.isdigit() or int(text) > MAX_POSITION:
+    # The length first: int() of thousands of digits is slow, or refused (ValueError).
+    digits = len(str(MAX_POSITION))
+    if not (text.isascii() and text.isdigit() and len(text) <= digits) or int(text) > MAX_POSITION:
         raise ValidationProblemError(
             [{"parameter": "Last-Event-ID", "detail": "must be a position: 0 to 2^63-1"}]
         )
