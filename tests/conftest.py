@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -36,8 +39,8 @@ def pg_url(database: str) -> str:
     return f"{base}/{database}"
 
 
-def pg_admin(sql: str) -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+def pg_admin(sql: str, url: str = ADMIN_URL) -> None:
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
         conn.execute(sql)  # type: ignore[arg-type,unused-ignore]
 
 
@@ -51,12 +54,37 @@ def drop_pg_database(name: str) -> None:
     pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# PostgreSQL may still be starting (a CI machine, a restarted service): the first
+# connection is retried for this long before the PostgreSQL half is skipped or failed.
+PG_START_SECONDS = 15.0
+
+
+def wait_for_postgres(
+    url: str = ADMIN_URL,
+    seconds: float = PG_START_SECONDS,
+    refused: threading.Event | None = None,
+) -> None:
+    """Return once PostgreSQL at `url` answers; raise its error after `seconds`.
+    `refused` is set at the first refusal (for the test of this retry)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            pg_admin("SELECT 1", url)
+            return
+        except psycopg.OperationalError:
+            if refused is not None:
+                refused.set()
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)  # polling a server that is not up yet; bounded by the deadline
+
+
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
     try:
-        pg_admin("SELECT 1")
+        wait_for_postgres()
     except psycopg.OperationalError as e:
-        message = f"PostgreSQL not reachable at {ADMIN_URL}: {e}"
+        message = f"PostgreSQL not reachable at {ADMIN_URL} for {PG_START_SECONDS:g} s: {e}"
         if os.environ.get("EVSTORE_REQUIRE_POSTGRES"):
             pytest.fail(message)
         pytest.skip(message)
@@ -66,6 +94,20 @@ def pg_template() -> Iterator[str]:
         yield name
     finally:
         drop_pg_database(name)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say loudly when PostgreSQL tests were skipped: the suite then proves half."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "postgresql" in r.nodeid]
+    if skipped:
+        terminalreporter.write_sep(
+            "!",
+            f"{len(skipped)} PostgreSQL TESTS WERE SKIPPED: only SQLite was tested "
+            "(set EVSTORE_REQUIRE_POSTGRES=1 to make this a failure)",
+            red=True,
+            bold=True,
+        )
 
 
 @pytest.fixture(scope="session")
