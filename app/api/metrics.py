@@ -29,6 +29,13 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.conflicts = Counter(
+            "evstore_append_conflicts",
+            "Appends refused by a concurrency conflict, by reason: wrong_expected_version "
+            "(412: the stream moved) or duplicate_event_id (409: ids used elsewhere)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.events = Counter(
             "evstore_events_appended", "Events written by appends", registry=self.registry
         )

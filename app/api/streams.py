@@ -63,11 +63,10 @@ async def append_to_stream(
     new = parse_append(await read_body(request, settings.max_body_bytes), settings)
     try:
         result = await store.append(stream_id, new, expected)
-    except WrongExpectedVersionError:
-        metrics.appends.labels("wrong_expected_version").inc()
-        raise
-    except DuplicateEventIdError:
-        metrics.appends.labels("duplicate_event_id").inc()
+    except (WrongExpectedVersionError, DuplicateEventIdError) as e:
+        reason = CONFLICTS[type(e)]
+        metrics.appends.labels(reason).inc()
+        metrics.conflicts.labels(reason).inc()
         raise
     if result.replayed:
         metrics.appends.labels("replayed").inc()
@@ -80,6 +79,12 @@ async def append_to_stream(
         "Location": f"{stream_path(stream_id)}/{result.events[0].version}",
     }
     return json_response(receipt_json(result), 200 if result.replayed else 201, headers)
+
+
+CONFLICTS = {
+    WrongExpectedVersionError: "wrong_expected_version",
+    DuplicateEventIdError: "duplicate_event_id",
+}
 
 
 def receipt_json(result: AppendResult) -> str:

@@ -63,12 +63,18 @@ async def test_metrics_cover_appends_conflicts_and_batches(client: httpx.AsyncCl
     assert first.status_code == 201
     stale = await client.post("/streams/M-1", json=append_body(), headers={"If-Match": '"0"'})
     assert stale.status_code == 412
+    body = first.json()
+    reused = {"events": [{"id": body["events"][0]["id"], "type": "Again", "data": {}}]}
+    duplicate = await client.post("/streams/M-2", json=reused)
+    assert duplicate.status_code == 409
     text = (await client.get("/metrics")).text
     for line in [
+        'evstore_append_conflicts_total{reason="wrong_expected_version"} 1.0',
+        'evstore_append_conflicts_total{reason="duplicate_event_id"} 1.0',
         'evstore_appends_total{outcome="created"} 1.0',
         'evstore_appends_total{outcome="wrong_expected_version"} 1.0',
         "evstore_events_appended_total 1.0",
-        "evstore_append_batch_requests_count 2.0",
+        "evstore_append_batch_requests_count 3.0",
         "evstore_head_position 1.0",
         "evstore_live_subscribers 0.0",
         'evstore_http_requests_total{method="POST",route="/streams/{stream_id}",status="412"} 1.0',
