@@ -4,31 +4,42 @@ models document them in the OpenAPI document and type the few parsed bodies."""
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import SkipJsonSchema
 
-from app.domain.names import MAX_NAME_LENGTH, MAX_POSITION, MAX_VERSION, TYPE_PATTERN
+from app.domain.names import (
+    MAX_NAME_LENGTH,
+    MAX_POSITION,
+    MAX_VERSION,
+    NAME_PATTERN,
+    TYPE_PATTERN,
+)
 
-# Request models only document the bodies (app/api/body.py parses them); unknown members
-# are a 422 there, so the schemas forbid them too.
-STRICT = ConfigDict(extra="forbid")
+# Request models document the bodies that the parsers (app/api/body.py and the routers'
+# parse_* functions) accept: unknown members are refused, and numbers are not taken
+# from strings or floats. tests/api/test_bodies.py keeps each model and its parser equal.
+STRICT = ConfigDict(extra="forbid", strict=True)
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+Name = Annotated[str, Field(max_length=MAX_NAME_LENGTH, pattern=NAME_PATTERN)]
+EventType = Annotated[str, Field(max_length=MAX_NAME_LENGTH, pattern=TYPE_PATTERN)]
 
 
-def _no_default(schema: dict[str, Any]) -> None:
+def _optional_uuid(schema: dict[str, Any]) -> None:
     schema.pop("default", None)  # an explicit null id is a 422, not the default
+    schema["format"] = "uuid"
 
 
 class EventIn(BaseModel):
     model_config = STRICT
 
-    id: UUID | SkipJsonSchema[None] = Field(
-        None,
+    # The default stands for "absent" only: it is not validated, and null is refused.
+    id: str = Field(
+        None,  # type: ignore[assignment]
+        pattern=UUID_PATTERN,
         description="UUID; send one so that retries are safe. Assigned when absent.",
-        json_schema_extra=_no_default,
+        json_schema_extra=_optional_uuid,
     )
-    type: str = Field(..., max_length=MAX_NAME_LENGTH, pattern=TYPE_PATTERN)
+    type: EventType
     data: Any = Field(..., description="any JSON value, stored as sent")
     metadata: dict[str, Any] = Field(default_factory=dict, description="a JSON object")
 
@@ -122,9 +133,15 @@ class FilterOut(BaseModel):
 class SubscriptionIn(BaseModel):
     model_config = STRICT
 
-    stream: list[str] = Field(default_factory=list, description="exact stream ids (OR)")
-    category: list[str] = Field(default_factory=list, description="categories (OR)")
-    type: list[str] = Field(default_factory=list, description="event types (OR)")
+    stream: list[Name] = Field(
+        default_factory=list, max_length=100, description="exact stream ids (OR)"
+    )
+    category: list[Name] = Field(
+        default_factory=list, max_length=100, description="categories (OR)"
+    )
+    type: list[EventType] = Field(
+        default_factory=list, max_length=100, description="event types (OR)"
+    )
     start: Literal["beginning", "end"] | Annotated[int, Field(ge=0, le=MAX_POSITION)] = Field(
         "beginning", description='"beginning", "end" (the head now) or a position'
     )

@@ -96,6 +96,21 @@ def parse_subscription(raw: bytes, max_name: int) -> tuple[LogFilter, int | str]
     return where, start
 
 
+def parse_checkpoint(raw: bytes) -> int:
+    """The position of a checkpoint body (CheckpointIn)."""
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise ValidationProblemError([{"pointer": "", "detail": "the body must be an object"}])
+    found = [{"pointer": f"/{k}", "detail": "unknown member"} for k in body if k != "position"]
+    position = body.get("position")
+    if type(position) is not int or not 0 <= position <= MAX_POSITION:
+        found.append({"pointer": "/position", "detail": "required: a position >= 0"})
+    if found:
+        raise ValidationProblemError(found)
+    assert isinstance(position, int)
+    return position
+
+
 @router.put(
     "/subscriptions/{name}",
     operation_id="createSubscription",
@@ -213,16 +228,7 @@ async def store_checkpoint(
             expected = frozenset(
                 v for t in tags if not t.weak and (v := pre.tag_version(t, "If-Match")) is not None
             )
-    body = parse_json(await read_body(request, settings.max_body_bytes))
-    if not isinstance(body, dict):
-        raise ValidationProblemError([{"pointer": "", "detail": "the body must be an object"}])
-    found = [{"pointer": f"/{k}", "detail": "unknown member"} for k in body if k != "position"]
-    position = body.get("position")
-    if type(position) is not int or not 0 <= position <= MAX_POSITION:
-        found.append({"pointer": "/position", "detail": "required: a position >= 0"})
-    if found:
-        raise ValidationProblemError(found)
-    assert isinstance(position, int)
+    position = parse_checkpoint(await read_body(request, settings.max_body_bytes))
     stored = await subscriptions.checkpoint(name, position, expected, if_match or "")
     result = subscription_body(stored, await store.head())
     return json_response(dumps(result), headers={"ETag": pre.etag(stored.position)})
