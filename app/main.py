@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api import live, log, ops, problems, snapshots, streams, subscriptions
+from app.api import docs, live, log, ops, problems, snapshots, streams, subscriptions
 from app.api import openapi as openapi_document
 from app.api.fast_path import FastAppend
 from app.api.limits import BodyLimit
@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="evstore",
         version="1",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # app/api/docs.py serves /docs without a CDN
         redoc_url=None,
     )
     app.state.settings = settings
@@ -106,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(log.router)
     app.include_router(subscriptions.router)
     app.include_router(ops.router)
+    app.include_router(docs.router)
     problems.install(app, settings.retry_after_seconds)
     app.add_exception_handler(405, _method_not_allowed)
     # In front of FastAPI's own stack, so that appends skip all of it (app/api/fast_path.py)
