@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 from importlib.resources import files
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -18,8 +18,8 @@ from starlette.responses import HTMLResponse, Response
 DIST = "fastapi_swagger.resources"
 # The files of the distribution that the page loads, by the name they are served under.
 ASSETS = {
-    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
-    "swagger-ui.css": "text/css; charset=utf-8",
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
     "favicon-32x32.png": "image/png",
 }
 # The files change only with the package, and a new version may change them.
@@ -41,18 +41,16 @@ async def swagger_ui(request: Request) -> HTMLResponse:
     )
 
 
+@router.get("/docs/{name}")
+async def swagger_ui_asset(name: str) -> Response:
+    """One file of the Swagger UI distribution."""
+    media_type = ASSETS.get(name)
+    if media_type is None:
+        raise HTTPException(404)
+    headers = {"Cache-Control": CACHE_CONTROL}
+    return Response(asset(name), media_type=media_type, headers=headers)
+
+
 @cache
 def asset(name: str) -> bytes:
     return files(DIST).joinpath(name).read_bytes()
-
-
-def _serve(name: str, media_type: str) -> None:
-    async def endpoint() -> Response:
-        headers = {"Cache-Control": CACHE_CONTROL}
-        return Response(asset(name), media_type=media_type, headers=headers)
-
-    router.add_api_route(f"/docs/{name}", endpoint, methods=["GET"], name=name)
-
-
-for _name, _media_type in ASSETS.items():
-    _serve(_name, _media_type)
