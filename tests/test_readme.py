@@ -60,7 +60,7 @@ class Example:
     @property
     def background(self) -> bool:
         assert self.command is not None
-        return bool(re.search(r"\bcurl\b[^\n|]* -N\b", self.command)) or not self.output
+        return bool(re.search(r"\bcurl\b[^|;&]* -N\b", self.command)) or not self.output
 
 
 def is_complete(command: str) -> bool:
@@ -160,7 +160,7 @@ class Background:
         deadline = time.monotonic() + READ_SECONDS
         with self.changed:
             while True:
-                got = self.output[self.read :].decode()
+                got = self.output[self.read :].decode(errors="replace")
                 if normalise(got, served=True) == want:
                     self.read = len(self.output)
                     return
@@ -178,7 +178,7 @@ class Background:
         self.reader.join(timeout=COMMAND_SECONDS)
         assert self.process.stdout is not None
         self.process.stdout.close()
-        return normalise(self.output[self.read :].decode(), served=True)
+        return normalise(self.output[self.read :].decode(errors="replace"), served=True)
 
 
 def run_in_order(examples: list[Example], server: Server) -> None:
