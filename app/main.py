@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from app.api import live, log, ops, problems, snapshots, streams, subscriptions
+from app.api import docs, live, log, ops, problems, snapshots, streams, subscriptions
 from app.api import openapi as openapi_document
 from app.api.front import build_front
 from app.api.metrics import Metrics
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, fast_append: bool = True) -> Fa
         title="evstore",
         version="1",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # app/api/docs.py serves /docs without a CDN
         redoc_url=None,
     )
     app.state.settings = settings
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None, fast_append: bool = True) -> Fa
     app.include_router(log.router)
     app.include_router(subscriptions.router)
     app.include_router(ops.router)
+    app.include_router(docs.router)
     problems.install(app)
 
     def openapi() -> dict[str, Any]:
