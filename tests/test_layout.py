@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import inspect
 import itertools
+import re
 from pathlib import Path
 
 from app.domain import errors
@@ -68,3 +69,11 @@ def test_routers_do_not_import_each_other() -> None:
                 elif node.module.startswith("app.api."):
                     imported.add(node.module.rsplit(".", 1)[1])
         assert not (imported & routers) - {name}, f"app/api/{name}.py imports a router"
+
+
+def test_the_architecture_page_names_only_files_that_exist() -> None:
+    page = (APP.parent / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`((?:app|tests)/[\w/]+\.py)`", page))
+    assert len(named) > 20
+    missing = sorted(path for path in named if not (APP.parent / path).is_file())
+    assert missing == []
