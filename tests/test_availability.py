@@ -10,8 +10,8 @@ from sqlalchemy.engine import make_url
 
 from app.main import create_app
 from app.settings import Settings
-from tests.factories import append_body, event_body
-from tests.tcp_proxy import TcpProxy
+from tests.support.factories import append_body, event_body
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.postgres_only
 

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import append_body, event_body
-from tests.servers import running_servers
+from tests.support.factories import append_body, event_body
+from tests.support.servers import running_servers
 
 N = 32
 

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from tests.conftest import ADMIN_URL, pg_url, wait_for_postgres
-from tests.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy
 
 
 @pytest.mark.postgres_only

@@ -6,7 +6,7 @@ as it arrives: a page after `after` must start at after + 1 and run without hole
 short page must reach the head it reports. A reader shown position p while a position
 below p is missing would skip that event for good; that is the violation we look for.
 The last test runs the deterministic interleave against a deliberately broken append
-(tests/broken_store.py) and asserts that the checker catches it.
+(tests/support/broken_store.py) and asserts that the checker catches it.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import pytest
 from app.main import create_app
 from app.settings import Settings
 from app.store import append
-from tests import broken_store
-from tests.factories import append_body, event_body
-from tests.servers import running_servers
+from tests.support import broken_store
+from tests.support.factories import append_body, event_body
+from tests.support.servers import running_servers
 
 PAGE = 4
 WRITERS = 8

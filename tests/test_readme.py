@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Server, running_servers
+from tests.support.servers import Server, running_servers
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 OMITTED_HEADERS = ("date", "server", "content-length")

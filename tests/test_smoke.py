@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.factories import append_body
+from tests.support.factories import append_body
 
 
 async def test_append_and_read_back(client: httpx.AsyncClient) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.factories import append_body, event_body
+from tests.support.factories import append_body, event_body
 
 PROBLEM_JSON = "application/problem+json"
 JSON = {"Content-Type": "application/json"}

@@ -27,7 +27,7 @@ from tests.api import (
     raw_event,
     stream_version,
 )
-from tests.factories import event_body
+from tests.support.factories import event_body
 
 
 @pytest.fixture(params=["fast-path", "through-fastapi"])

@@ -28,7 +28,7 @@ from tests.api import (
     raw_body,
     raw_event,
 )
-from tests.factories import append_body, event_body
+from tests.support.factories import append_body, event_body
 
 MiB = 1024 * 1024
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.live.test_browser import CHROMIUM, FLAGS, needs_browser
-from tests.servers import running_servers
+from tests.support.servers import running_servers
 
 # What each kind of reference must be served as.
 CONTENT_TYPES = {

@@ -10,7 +10,7 @@ import httpx
 
 from app.settings import Settings
 from tests.api import TIMESTAMP, append_ok, assert_problem, fill
-from tests.factories import event_body
+from tests.support.factories import event_body
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from app.api.log_format import JsonFormatter
-from tests.factories import append_body, event_body
+from tests.support.factories import append_body, event_body
 
 
 async def test_request_id_is_echoed_or_made(client: httpx.AsyncClient) -> None:

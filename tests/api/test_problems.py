@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from app.api import problems as registry
 from tests.api import JSON, PROBLEM_JSON, TITLES, append_ok, assert_problem, new_id
-from tests.factories import event_body
+from tests.support.factories import event_body
 
 UNKNOWN_ROUTES: list[tuple[str, str]] = [
     ("GET", "/"),

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.factories import append_body, event_body
+from tests.support.factories import append_body, event_body
 
 
 async def seed(client: httpx.AsyncClient, stream: str = "Order-1", n: int = 3) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from app.main import create_app
 from app.settings import Settings
-from tests.factories import append_body, event_body
+from tests.support.factories import append_body, event_body
 
 
 async def append(client: httpx.AsyncClient, stream: str, n: int = 1) -> None:

@@ -12,9 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.faults.process import started
-from tests.faults.seed import run_seed
-from tests.history import (
+from tests.support.history import (
     History,
     Subscriber,
     Target,
@@ -25,6 +23,8 @@ from tests.history import (
     settle_all,
     wait_for,
 )
+from tests.support.process import started
+from tests.support.seed import run_seed
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
 WRITERS = 8

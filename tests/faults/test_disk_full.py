@@ -18,7 +18,7 @@ import pytest
 
 from app.main import create_app
 from app.settings import Settings
-from tests.history import History, Operation, Target, attempt, check, read_state
+from tests.support.history import History, Operation, Target, attempt, check, read_state
 
 TMPFS_SIZE = "2m"
 FILLER_BYTES = 512 * 1024

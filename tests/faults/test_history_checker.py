@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.history import (
+from tests.support.history import (
     Attempt,
     Event,
     History,

@@ -12,9 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.faults.process import started
-from tests.faults.seed import run_seed
-from tests.history import (
+from tests.support.history import (
     History,
     Target,
     Workload,
@@ -23,6 +21,8 @@ from tests.history import (
     settle_all,
     wait_acknowledged,
 )
+from tests.support.process import started
+from tests.support.seed import run_seed
 
 WRITERS = 8
 KILLS = 2

@@ -1,5 +1,5 @@
 """PostgreSQL restarts (fast, then immediate) under 8 writers and live subscribers, on a
-private throwaway cluster (tests/pg_cluster.py). While it is down the API answers only
+private throwaway cluster (tests/support/pg_cluster.py). While it is down the API answers only
 503 problems with Retry-After, within its timeout settings; the first append succeeds
 within 5 s after the database is back; subscribers reconnect with Last-Event-ID and miss
 nothing; then the history checker."""
@@ -16,9 +16,7 @@ import httpx
 import pytest
 
 from app.store.migrations import upgrade
-from tests.faults.process import started
-from tests.faults.seed import run_seed
-from tests.history import (
+from tests.support.history import (
     History,
     Subscriber,
     Target,
@@ -31,7 +29,9 @@ from tests.history import (
     wait_for,
     wait_success_since,
 )
-from tests.pg_cluster import PgCluster
+from tests.support.pg_cluster import PgCluster
+from tests.support.process import started
+from tests.support.seed import run_seed
 
 WRITERS = 8
 SUBSCRIBERS = 50

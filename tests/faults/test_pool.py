@@ -15,8 +15,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.faults.process import started
-from tests.history import (
+from tests.support.history import (
     History,
     Operation,
     Subscriber,
@@ -27,6 +26,7 @@ from tests.history import (
     read_state,
     wait_for,
 )
+from tests.support.process import started
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.slow]
 

@@ -9,8 +9,8 @@ import random
 
 import httpx
 
-from tests.faults.seed import run_seed
-from tests.history import History, Target, Workload, check, read_state, settle_all
+from tests.support.history import History, Target, Workload, check, read_state, settle_all
+from tests.support.seed import run_seed
 
 WRITERS = 8
 OPERATIONS = 40  # per writer

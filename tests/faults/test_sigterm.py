@@ -13,9 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.faults.process import started
-from tests.faults.seed import run_seed
-from tests.history import (
+from tests.support.history import (
     History,
     Subscriber,
     Target,
@@ -27,6 +25,8 @@ from tests.history import (
     wait_acknowledged,
     wait_for,
 )
+from tests.support.process import started
+from tests.support.seed import run_seed
 
 WRITERS = 8
 SUBSCRIBERS = 10

@@ -17,10 +17,8 @@ from sqlalchemy.engine import make_url
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import create_pg_database, drop_pg_database, pg_url
-from tests.factories import append_body
-from tests.faults.proxy import StallingProxy
-from tests.faults.seed import run_seed
-from tests.history import (
+from tests.support.factories import append_body
+from tests.support.history import (
     History,
     Target,
     Workload,
@@ -30,6 +28,8 @@ from tests.history import (
     wait_acknowledged,
     wait_success_since,
 )
+from tests.support.proxy import StallingProxy
+from tests.support.seed import run_seed
 
 WRITERS = 4
 TIMEOUTS: dict[str, Any] = {

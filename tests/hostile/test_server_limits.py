@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import READY_SECONDS, ROOT, Server, wait_ready
-from tests.tcp_proxy import free_port
+from tests.support.servers import READY_SECONDS, ROOT, Server, wait_ready
+from tests.support.tcp_proxy import free_port
 
 MAX_HEADER_BYTES = 8192
 # A safety net for reads that wait for the server to answer or close: never reached

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.servers import running_servers
+from tests.support.servers import running_servers
 
 BREAKS = ["\n", "\r", "\r\n"]
 HOSTILE_STRINGS = [

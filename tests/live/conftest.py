@@ -1,5 +1,5 @@
 """Live tests run against real servers: the in-process transport buffers whole
-responses, so endless streams need processes on free ports (tests/servers.py)."""
+responses, so endless streams need processes on free ports (tests/support/servers.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import READY_SECONDS, Server, spawn_server, wait_ready
+from tests.support.servers import READY_SECONDS, Server, spawn_server, wait_ready
 
 ServerFactory = Callable[..., Server]
 

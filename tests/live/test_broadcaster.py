@@ -9,7 +9,7 @@ import math
 from app.domain.types import ANY_VERSION, LogFilter, LogPage
 from app.live.broadcaster import Broadcaster
 from app.store.event_store import EventStore
-from tests.factories import new_event
+from tests.support.factories import new_event
 
 EVERYTHING = LogFilter()
 DEADLINE = 30.0

@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
-from tests.factories import append_body, event_body
 from tests.live.conftest import ServerFactory
-from tests.sse_client import Message, messages
+from tests.support.factories import append_body, event_body
+from tests.support.sse_client import Message, messages
 
 DEADLINE = 60.0  # bound on every wait; a healthy run takes a fraction of it
 

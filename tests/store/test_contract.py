@@ -17,7 +17,7 @@ from app.domain.errors import (
 )
 from app.domain.types import ANY_VERSION, ExpectedKind, ExpectedVersion, LogFilter
 from app.store.event_store import EventStore
-from tests.factories import new_event
+from tests.support.factories import new_event
 
 NO_STREAM = ExpectedVersion(ExpectedKind.NO_STREAM, raw="*")
 EXISTS = ExpectedVersion(ExpectedKind.EXISTS, raw="*")

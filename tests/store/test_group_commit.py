@@ -11,7 +11,7 @@ from app.domain.errors import DuplicateEventIdError, WrongExpectedVersionError
 from app.domain.types import ANY_VERSION, AppendResult, ExpectedKind, ExpectedVersion, LogFilter
 from app.settings import Settings
 from app.store.bootstrap import Store, open_store
-from tests.factories import new_event
+from tests.support.factories import new_event
 
 NO_STREAM = ExpectedVersion(ExpectedKind.NO_STREAM, raw="*")
 

@@ -11,7 +11,7 @@ from app.domain.types import ANY_VERSION, LogFilter
 from app.store import driver
 from app.store.event_store import EventStore
 from app.store.queries import filtered_log_query
-from tests.factories import new_event
+from tests.support.factories import new_event
 
 
 @pytest.mark.parametrize(

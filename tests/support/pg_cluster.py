@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.tcp_proxy import free_port
+from tests.support.tcp_proxy import free_port
 
 BIN_DIRS = [Path("/usr/lib/postgresql/15/bin")]
 OS_USER = "postgres"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.tcp_proxy import free_port
+from tests.support.tcp_proxy import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 READY_SECONDS = 30.0

@@ -7,7 +7,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from tests.servers import READY_SECONDS, Server, spawn_server, wait_ready
+from tests.support.servers import READY_SECONDS, Server, spawn_server, wait_ready
 
 
 async def started(database_url: str, log: Path, **settings: object) -> Server:

@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 import httpx
 
-from tests.sse_client import messages
+from tests.support.sse_client import messages
 
 Outcome = Literal["ok", "failed", "unknown"]
 Event = dict[str, Any]
