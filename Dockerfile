@@ -16,7 +16,7 @@ RUN groupadd --system --gid 10001 evstore \
     && useradd --system --uid 10001 --gid evstore --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin evstore
 
-WORKDIR /srv/evstore
+WORKDIR /build
 
 # The dependencies alone, so that this layer is rebuilt only when pyproject.toml changes.
 COPY pyproject.toml ./
@@ -24,18 +24,14 @@ RUN python -c "import subprocess, sys, tomllib; \
 deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
 subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--no-cache-dir', *deps])"
 
-# The package itself (non-editable; its dependencies are already installed).
-COPY alembic.ini README.md ./
+# The package itself (non-editable; its dependencies are already installed). The wheel
+# carries the migrations as app/migrations (pyproject.toml), so the sources are removed
+# and the service runs from any working directory (.ci/install_check proves it).
+COPY README.md ./
 COPY alembic/ ./alembic/
 COPY app/ ./app/
 RUN pip install --no-cache-dir --no-deps . \
-    && rm -rf build ./*.egg-info
-
-# Migrations: app/store/engine.py looks for alembic/env.py next to the app package,
-# then in the current directory. With a non-editable install the package lives in
-# site-packages, where there is no alembic/ folder of ours, so the migrations are found
-# only because the working directory is /srv/evstore. Keep WORKDIR (do not run with
-# another `--workdir`), or `evstore serve` and `evstore migrate` cannot find them.
+    && cd / && rm -rf /build
 
 ENV EVSTORE_HOST=0.0.0.0 \
     EVSTORE_DATABASE_URL=sqlite:////data/evstore.db
@@ -43,12 +39,15 @@ ENV EVSTORE_HOST=0.0.0.0 \
 # Owned by the service user before VOLUME, so a fresh named volume inherits the owner.
 RUN mkdir /data && chown evstore:evstore /data
 VOLUME /data
+WORKDIR /data
 
 EXPOSE 8000
 USER evstore
 
-# /health answers 503 when the database cannot be reached; urlopen raises on it.
+# The liveness route: the process answers HTTP (it does not touch the database, so an
+# outage of PostgreSQL does not mark a healthy process unhealthy); urlopen raises on
+# anything but 2xx.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('EVSTORE_PORT', '8000'), timeout=4)"
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/live' % os.environ.get('EVSTORE_PORT', '8000'), timeout=4)"
 
 CMD ["evstore", "serve"]

@@ -2,23 +2,42 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 MiB = 1024 * 1024
+BACKENDS = ("sqlite", "postgresql", "postgres")
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EVSTORE_", extra="ignore")
+    # hide_input_in_errors: a bad database URL may carry a password.
+    model_config = SettingsConfigDict(
+        env_prefix="EVSTORE_", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = Field(
         "sqlite:///./evstore.db",
         description="sqlite:///path or postgresql://user@host:port/db",
     )
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = Field(1, ge=1)
-    log_level: str = "info"
+    host: str = Field("127.0.0.1", min_length=1, description="address to listen on")
+    port: int = Field(8000, ge=1, le=65535, description="port to listen on")
+    workers: int = Field(1, ge=1, description="worker processes")
+    log_level: Annotated[LogLevel, BeforeValidator(_lower)] = Field(
+        "info", description="critical, error, warning, info, debug or trace"
+    )
+    log_format: Annotated[Literal["json", "text"], BeforeValidator(_lower)] = Field(
+        "json", description="json: one object per line; text: one readable line"
+    )
     migrate_on_start: bool = Field(
         True, description="run `alembic upgrade head` before serving; else refuse an old schema"
     )
@@ -63,3 +82,21 @@ class Settings(BaseSettings):
     max_concurrent_connections: int | None = Field(
         None, ge=1, description="beyond this many connections or requests: 503; None: no cap"
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        # The messages never repeat the URL: it may carry a password.
+        try:
+            url = make_url(value)
+        except (ArgumentError, ValueError):
+            raise ValueError(
+                "not a database URL: use sqlite:///path or postgresql://user@host:port/db"
+            ) from None
+        backend = url.get_backend_name()
+        if backend not in BACKENDS:
+            raise ValueError(
+                f"unsupported database {backend!r}: use sqlite:///path or "
+                "postgresql://user@host:port/db"
+            )
+        return value

@@ -1,6 +1,10 @@
-"""Structured logs: one JSON object per line, each with the request id of the request
-that caused it. Access lines carry method, route template, status and duration; event
-data and metadata are never logged."""
+"""Logs on stderr, each line with the request id of the request that caused it.
+
+Two formats (EVSTORE_LOG_FORMAT): `json`, one object per line for log collectors (the
+default), and `text`, one readable line for a developer's terminal. Access lines carry
+method, route template, status and duration; event data and metadata are never logged
+in either format (the formatters print only the message and the record's `fields`).
+"""
 
 from __future__ import annotations
 
@@ -14,14 +18,22 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 access = logging.getLogger("evstore.access")
 
 
+def _time(record: logging.LogRecord) -> str:
+    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+
+
+def _request_id(record: logging.LogRecord) -> str:
+    return getattr(record, "request_id", None) or request_id.get()
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": _time(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
-            "request_id": getattr(record, "request_id", None) or request_id.get(),
+            "request_id": _request_id(record),
         }
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
@@ -29,14 +41,44 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def log_config(level: str) -> dict[str, Any]:
-    """uvicorn's log_config: everything as JSON lines on stderr; uvicorn's own access
+class TextFormatter(logging.Formatter):
+    """`time level logger [request id] message key=value...`; a field whose value the
+    message already shows (an access line's method, route and status) is not repeated."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        shown = set(message.split())
+        extra = " ".join(
+            f"{key}={value}"
+            for key, value in getattr(record, "fields", {}).items()
+            if str(value) not in shown
+        )
+        line = (
+            f"{_time(record)} {record.levelname.lower():<7} {record.name} "
+            f"[{_request_id(record)}] {message}"
+        )
+        if extra:
+            line += " " + extra
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+FORMATTERS: dict[str, type[logging.Formatter]] = {"json": JsonFormatter, "text": TextFormatter}
+
+
+def log_config(level: str, log_format: str = "json") -> dict[str, Any]:
+    """uvicorn's log_config: everything on stderr in `log_format`; uvicorn's own access
     log is replaced by ours (which knows the route template and the request id)."""
-    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "evstore",
+        "stream": "ext://sys.stderr",
+    }
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": JsonFormatter}},
+        "formatters": {"evstore": {"()": FORMATTERS[log_format]}},
         "handlers": {"default": handler},
         "root": {"handlers": ["default"], "level": level.upper()},
         "loggers": {

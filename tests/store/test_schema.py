@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
+import app
 from app.domain.errors import SchemaOutOfDateError
 from app.main import create_app
 from app.settings import Settings
 from app.store.engine import sync_url
-from app.store.migrations import check_schema, upgrade
+from app.store.migrations import check_schema, script_location, upgrade
 from tests.conftest import create_pg_database, drop_pg_database, pg_url
 
 
@@ -47,6 +51,20 @@ async def test_service_refuses_an_unmigrated_database(empty_database_url: str) -
     with pytest.raises(SchemaOutOfDateError):
         async with app.router.lifespan_context(app):
             pass
+    assert not sqlite_file_exists(empty_database_url)  # checking does not create it
+
+
+def sqlite_file_exists(database_url: str) -> bool:
+    url = make_url(database_url)
+    return url.get_backend_name() == "sqlite" and Path(url.database or "").is_file()
+
+
+def test_migrations_are_found_through_the_package_not_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert (script_location() / "env.py").is_file()
+    assert script_location() == Path(app.__file__).parent.parent / "alembic"  # source tree
 
 
 async def test_service_migrates_on_start_by_default(empty_database_url: str) -> None:
