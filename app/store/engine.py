@@ -31,7 +31,8 @@ def _driver(url: str, sqlite_driver: str) -> sa.URL:
         return parsed.set(drivername="postgresql+psycopg")
     if backend == "sqlite":
         return parsed.set(drivername=sqlite_driver)
-    raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+    shown = parsed.render_as_string(hide_password=True)
+    raise ValueError(f"unsupported database URL {shown}: use sqlite:/// or postgresql://")
 
 
 def sync_url(url: str) -> sa.URL:

@@ -39,6 +39,15 @@ SQLITE_UNIQUE = {
     "UNIQUE constraint failed: events.event_id": "events_event_id_key",
     "UNIQUE constraint failed: events.stream_id, events.version": "events_stream_id_version_key",
 }
+# sqlite3's messages for a file that cannot be used right now (locked, full, gone).
+SQLITE_UNAVAILABLE = (
+    "database is locked",
+    "database table is locked",
+    "unable to open database file",
+    "disk I/O error",
+    "database or disk is full",
+    "attempt to write a readonly database",
+)
 # SQLSTATEs of a server that is there but will not take this work now.
 UNAVAILABLE_SQLSTATES = {
     "25006": "the database is read-only",  # read_only_sql_transaction
@@ -65,10 +74,16 @@ def translate(error: BaseException) -> Exception | None:
         sqlstate = getattr(error.orig, "sqlstate", None)
         if sqlstate in UNAVAILABLE_SQLSTATES:
             return StoreUnavailableError(UNAVAILABLE_SQLSTATES[sqlstate])
-        if error.connection_invalidated or isinstance(
-            error, exc.OperationalError | exc.InterfaceError
-        ):
+        if error.connection_invalidated or isinstance(error, exc.InterfaceError):
             return StoreUnavailableError(type(error).__name__)
+        if isinstance(error, exc.OperationalError):
+            if type(error.orig).__module__ != "sqlite3":
+                return StoreUnavailableError(type(error).__name__)
+            # sqlite3 raises OperationalError for a bad statement too: only these mean
+            # the file cannot be used right now.
+            message = str(error.orig)
+            if any(message.startswith(m) for m in SQLITE_UNAVAILABLE):
+                return StoreUnavailableError(message)
         return None
     if isinstance(error, exc.TimeoutError | TimeoutError):
         return StoreUnavailableError("the database did not answer in time")
