@@ -171,10 +171,7 @@ class Writer:
             async with self.db.connect() as conn:
                 found = await tx.find_event_ids(conn, [e.id for e in request.new])
             if found:
-                try:
-                    request.outcome = replay_or_conflict(request.stream_id, request.new, found)
-                except DuplicateEventIdError as e:
-                    request.outcome = e
+                request.outcome = replay_or_conflict(request.stream_id, request.new, found)
                 return
         request.outcome = StoreUnavailableError("the append kept colliding with others; retry")
 
@@ -235,10 +232,7 @@ class Writer:
         for request in failed:
             mine = {e.id: found[e.id] for e in request.new if e.id in found}
             if mine:
-                try:
-                    request.outcome = replay_or_conflict(request.stream_id, request.new, mine)
-                except DuplicateEventIdError as e:
-                    request.outcome = e
+                request.outcome = replay_or_conflict(request.stream_id, request.new, mine)
                 continue
             request.outcome = WrongExpectedVersionError(
                 request.stream_id, request.expected.raw, request.base_version
@@ -247,9 +241,9 @@ class Writer:
 
 def replay_or_conflict(
     stream_id: str, new: list[NewEvent], found: dict[str, tuple[str, int, int]]
-) -> AppendResult:
+) -> AppendResult | DuplicateEventIdError:
     """The original receipt when `new` repeats a stored append (same stream, same ids,
-    same order, consecutive versions); DuplicateEventIdError otherwise."""
+    same order, consecutive versions); else the DuplicateEventIdError to answer."""
     stored = [found.get(e.id) for e in new]
     same_stream = [s for s in stored if s is not None and s[0] == stream_id]
     if len(same_stream) == len(new) and all(e.client_id for e in new):
@@ -259,4 +253,4 @@ def replay_or_conflict(
                 AppendedEvent(e.id, s[1], s[2]) for e, s in zip(new, same_stream, strict=True)
             )
             return AppendResult(stream_id, same_stream[-1][1], receipt, replayed=True)
-    raise DuplicateEventIdError([e.id for e in new if e.id in found])
+    return DuplicateEventIdError([e.id for e in new if e.id in found])
