@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(64, ge=2)
     max_name_length: int = Field(200, ge=1, le=200)
     max_page_size: int = Field(1000, ge=1)
+    max_batch_bytes: int = Field(
+        32 * MiB,
+        ge=1024,
+        description="data and metadata the group-commit writer puts in one transaction",
+    )
 
     live_keepalive_seconds: float = Field(15.0, gt=0, description="SSE comment interval")
     live_send_timeout_seconds: float = Field(
@@ -77,6 +82,9 @@ class Settings(BaseSettings):
     )
     header_timeout_seconds: float = Field(
         10.0, gt=0, description="a request's headers must arrive within this, else 408"
+    )
+    body_timeout_seconds: float = Field(
+        60.0, gt=0, description="a request's body must arrive within this after its headers"
     )
     keep_alive_seconds: int = Field(5, ge=1, description="idle keep-alive connections close")
     max_concurrent_connections: int | None = Field(

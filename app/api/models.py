@@ -104,6 +104,9 @@ class HealthOut(BaseModel):
     status: str = Field(..., description="ok or unavailable")
     database: str
     head: int | None
+    writer: str | None = Field(
+        None, description='"stopped" when the append writer cannot run (absent otherwise)'
+    )
 
 
 class SnapshotIn(BaseModel):

@@ -21,18 +21,31 @@ router = APIRouter(tags=["operations"])
     "/health",
     operation_id="health",
     response_model=HealthOut,
-    responses={503: {"description": "The database cannot be reached", "model": HealthOut}},
+    responses={
+        503: {
+            "description": "The database cannot be reached, or the append writer stopped",
+            "model": HealthOut,
+        }
+    },
 )
 async def health(store: StoreDep, settings: SettingsDep) -> Response:
-    """Whether the service can reach its database, and the head position."""
+    """Whether the service can reach its database and take appends, and the head."""
+    body: dict[str, Any]
     try:
         head = await store.ping()
     except StoreUnavailableError:
-        body: dict[str, Any] = {"status": "unavailable", "database": "unreachable", "head": None}
-        headers = {"Retry-After": str(settings.retry_after_seconds)}
-        return Response(dumps(body), 503, headers, media_type="application/json")
+        body = {"status": "unavailable", "database": "unreachable", "head": None}
+        return _unavailable(body, settings)
+    if not store.writing:
+        body = {"status": "unavailable", "database": "ok", "head": head, "writer": "stopped"}
+        return _unavailable(body, settings)
     body = {"status": "ok", "database": "ok", "head": head}
     return Response(dumps(body), 200, media_type="application/json")
+
+
+def _unavailable(body: dict[str, Any], settings: SettingsDep) -> Response:
+    headers = {"Retry-After": str(settings.retry_after_seconds)}
+    return Response(dumps(body), 503, headers, media_type="application/json")
 
 
 @router.get(
@@ -50,10 +63,15 @@ async def health_live() -> Response:
     "/health/ready",
     operation_id="healthReady",
     response_model=HealthOut,
-    responses={503: {"description": "The database cannot be reached", "model": HealthOut}},
+    responses={
+        503: {
+            "description": "The database cannot be reached, or the append writer stopped",
+            "model": HealthOut,
+        }
+    },
 )
 async def health_ready(store: StoreDep, settings: SettingsDep) -> Response:
-    """Readiness: the database answers (the same as /health)."""
+    """Readiness: the database answers and appends are taken (the same as /health)."""
     return await health(store, settings)
 
 

@@ -48,7 +48,12 @@ async def open_store(
         )
     else:
         notifier = LocalNotifier(db, settings.live_poll_seconds)
-    writer = Writer(db, on_commit=notifier.published, on_batch=on_batch)
+    writer = Writer(
+        db,
+        on_commit=notifier.published,
+        on_batch=on_batch,
+        max_batch_bytes=settings.max_batch_bytes,
+    )
     store = Store(
         db=db,
         notifier=notifier,

@@ -106,6 +106,11 @@ class EventStore:
         """Connections of the pool in use right now."""
         return self.db.pool_checked_out()
 
+    @property
+    def writing(self) -> bool:
+        """Whether appends can be taken: the group-commit writer runs."""
+        return self.writer.running
+
     async def ping(self) -> int:
         """The head, or StoreUnavailableError: a health check that touches the database."""
         return await self.head()

@@ -39,6 +39,10 @@ SQLITE_UNIQUE = {
     "UNIQUE constraint failed: events.event_id": "events_event_id_key",
     "UNIQUE constraint failed: events.stream_id, events.version": "events_stream_id_version_key",
 }
+# SQLSTATE classes of PostgreSQL's operational errors that mean "not now": connection
+# exceptions, a deadlock or serialization failure (retry), insufficient resources,
+# operator intervention (a statement timeout, a shutdown), system errors.
+UNAVAILABLE_CLASSES = {"08", "40", "53", "57", "58"}
 # sqlite3's messages for a file that cannot be used right now (locked, full, gone).
 SQLITE_UNAVAILABLE = (
     "database is locked",
@@ -78,7 +82,12 @@ def translate(error: BaseException) -> Exception | None:
             return StoreUnavailableError(type(error).__name__)
         if isinstance(error, exc.OperationalError):
             if type(error.orig).__module__ != "sqlite3":
-                return StoreUnavailableError(type(error).__name__)
+                # A connection failure has no SQLSTATE; of the server's operational
+                # errors only these classes mean "not now" (a program limit, 54, is a
+                # request the server will never take: not a 503).
+                if sqlstate is None or sqlstate[:2] in UNAVAILABLE_CLASSES:
+                    return StoreUnavailableError(type(error).__name__)
+                return None
             # sqlite3 raises OperationalError for a bad statement too: only these mean
             # the file cannot be used right now.
             message = str(error.orig)

@@ -78,16 +78,31 @@ class Writer:
         on_commit: Callable[[int], None],
         on_batch: Callable[[int], None] | None = None,
         max_batch_events: int = 10_000,
+        max_batch_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self.db = db
         self.on_commit = on_commit
         self.on_batch = on_batch
         self.max_batch_events = max_batch_events
+        # Data and metadata of one batch: PostgreSQL receives them as one JSON text.
+        self.max_batch_bytes = max_batch_bytes
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="evstore-writer")
+        self._task.add_done_callback(self._ended)
+
+    @property
+    def running(self) -> bool:
+        """False once the writer task has ended (stopped, or failed): /health/ready
+        reports it, and appends are refused with 503 instead of waiting for ever."""
+        return self._task is not None and not self._task.done()
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the append writer stopped", exc_info=task.exception())
+        self._fail_queued("the append writer is not running")
 
     async def stop(self, drain_seconds: float = 10.0) -> None:
         """Finish what is queued (bounded), then stop."""
@@ -102,6 +117,8 @@ class Writer:
     async def append(
         self, stream_id: str, new: list[NewEvent], expected: ExpectedVersion
     ) -> AppendResult:
+        if not self.running:
+            raise StoreUnavailableError("the append writer is not running")
         done: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Request(stream_id, new, expected, done))
         # The caller may go away; the append still commits or rolls back as a whole.
@@ -109,30 +126,40 @@ class Writer:
 
     async def _run(self) -> None:
         while True:
-            first = await self._queue.get()
-            requests, events = [first], len(first.new)
-            while not self._queue.empty() and events < self.max_batch_events:
-                request = self._queue.get_nowait()
-                requests.append(request)
-                events += len(request.new)
+            requests = await self._next_batch()
             if await self._commit(requests):
-                self._fail_queued()
+                self._fail_queued("the database did not answer")
 
-    def _fail_queued(self) -> None:
-        """The database just failed a batch: the appends queued behind it have waited
-        that long already, so they get the same 503 now instead of each trying again."""
+    async def _next_batch(self) -> list[_Request]:
+        """Every queued request, up to the batch's bounds in events and bytes (the
+        first request is always taken: its own size was bounded when it was parsed)."""
+        first = await self._queue.get()
+        requests, events, size = [first], len(first.new), _size(first)
+        while not self._queue.empty():
+            if events >= self.max_batch_events or size >= self.max_batch_bytes:
+                break
+            request = self._queue.get_nowait()
+            requests.append(request)
+            events += len(request.new)
+            size += _size(request)
+        return requests
+
+    def _fail_queued(self, why: str) -> None:
+        """The database just failed a batch (or the writer ended): the appends queued
+        behind it have waited that long already, so they get a 503 now instead of each
+        trying again."""
         while not self._queue.empty():
             request = self._queue.get_nowait()
             self._queue.task_done()
             if not request.done.done():
-                request.done.set_exception(StoreUnavailableError("the database did not answer"))
+                request.done.set_exception(StoreUnavailableError(why))
 
     async def _commit(self, requests: list[_Request]) -> bool:
         """Commit a batch and answer its requests; True when the database failed it."""
         unavailable = False
-        if self.on_batch is not None:
-            self.on_batch(len(requests))
         try:
+            if self.on_batch is not None:
+                self.on_batch(len(requests))
             try:
                 await self._commit_batch(_Batch(requests))
             except _RetryAloneError:
@@ -142,8 +169,8 @@ class Writer:
             unavailable = isinstance(e, StoreUnavailableError)
             for request in requests:
                 request.outcome = request.outcome or e
-        except Exception as e:  # never leave a caller waiting
-            log.error("append batch failed: %s", type(e).__name__)
+        except Exception as e:  # a bug: fail this batch (500), keep serving the next
+            log.error("an append batch failed", exc_info=e)
             for request in requests:
                 if not request.done.done():
                     request.done.set_exception(e)
@@ -221,7 +248,14 @@ class Writer:
                 request.outcome = AppendResult(
                     request.stream_id, request.base_version + len(request.new), receipt
                 )
-            self.on_commit(positions[-1])
+            self._committed(positions[-1])
+
+    def _committed(self, head: int) -> None:
+        # The batch is committed whatever the hook does: its answers stand.
+        try:
+            self.on_commit(head)
+        except Exception as e:
+            log.error("the after-commit hook failed", exc_info=e)
 
     @staticmethod
     async def _settle_failed(conn: tx.AsyncConnection, failed: list[_Request]) -> None:
@@ -237,6 +271,10 @@ class Writer:
             request.outcome = WrongExpectedVersionError(
                 request.stream_id, request.expected.raw, request.base_version
             )
+
+
+def _size(request: _Request) -> int:
+    return sum(len(e.data) + len(e.metadata) for e in request.new)
 
 
 def replay_or_conflict(

@@ -120,3 +120,16 @@ async def test_batches_keep_the_log_gap_free(opened: Opened, size: int) -> None:
     assert [e.position for e in log.events] == list(range(1, log.head + 1))
     receipts = [p.position for r in results for p in r.events]
     assert receipts == list(range(1, log.head + 1))  # arrival order is commit order
+
+
+async def test_a_batch_is_bounded_in_bytes(settings: Settings) -> None:
+    batches = Batches()
+    bounded = settings.model_copy(update={"max_batch_bytes": 1024})
+    big = {"pad": "x" * 600}  # each request's data and metadata take 615 bytes
+    async with open_store(bounded, on_batch=batches.append) as parts:
+        results = await asyncio.gather(
+            *(parts.events.append(f"B-{i}", [new_event(data=big)], ANY_VERSION) for i in range(6))
+        )
+    assert all(isinstance(r, AppendResult) for r in results)
+    # the first request of a batch is always taken; a second one passes 1024 bytes
+    assert sum(batches) == 6 and max(batches) <= 2 and len(batches) >= 3, batches
