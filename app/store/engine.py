@@ -52,6 +52,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     timeout_ms = int(settings.statement_timeout_seconds * 1000)
     engine = create_async_engine(
         url,
+        hide_parameters=True,  # error messages must never quote event data
         pool_size=settings.pool_size,
         max_overflow=settings.pool_max_overflow,
         pool_timeout=settings.pool_timeout_seconds,
@@ -108,6 +109,7 @@ def operation_deadline(settings: Settings) -> float:
 def _sqlite_engine(url: sa.URL, settings: Settings) -> AsyncEngine:
     engine = create_async_engine(
         url,
+        hide_parameters=True,  # error messages must never quote event data
         pool_size=settings.pool_size,
         max_overflow=settings.pool_max_overflow,
         pool_timeout=settings.pool_timeout_seconds,
