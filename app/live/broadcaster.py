@@ -24,6 +24,9 @@ from app.store.event_store import EventStore
 
 EVERYTHING = LogFilter()
 log = logging.getLogger("evstore.broadcaster")
+# After a failed refill read, the next one comes this soon, doubling up to the last.
+RETRY_FIRST_SECONDS = 0.05
+RETRY_LAST_SECONDS = 1.0
 
 
 class Broadcaster:
@@ -82,15 +85,24 @@ class Broadcaster:
         changed.set()
 
     async def _refill_forever(self) -> None:
+        backoff = RETRY_FIRST_SECONDS
         while True:
             await self._wanted.wait()
             self._wanted.clear()
             try:
                 await self._refill()
             except StoreUnavailableError:
-                log.warning("cannot reach the database; waiting for the next wake-up")
+                log.warning("cannot reach the database; refilling again in %.2fs", backoff)
             except Exception:  # tails wait with no timer: this task must outlive any bug
-                log.exception("refill failed; waiting for the next wake-up")
+                log.exception("refill failed; refilling again in %.2fs", backoff)
+            else:
+                backoff = RETRY_FIRST_SECONDS
+                continue
+            # A wake-up that repeats the head is ignored, so nothing else would ask
+            # again: the events this refill missed would wait for the next append.
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RETRY_LAST_SECONDS)
+            self._wanted.set()
 
     async def _refill(self) -> None:
         if self._resync:

@@ -1,11 +1,13 @@
-"""The broadcaster on a real store: no refill read while nobody follows the head, and
-a cache that stays contiguous up to `visible` when such a skip races a refill."""
+"""The broadcaster on a real store: no refill read while nobody follows the head, a
+cache that stays contiguous up to `visible` when such a skip races a refill, and a
+failed refill that is retried without waiting for another append."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 
+from app.domain.errors import StoreUnavailableError
 from app.domain.types import ANY_VERSION, LogFilter, LogPage
 from app.live.broadcaster import Broadcaster
 from app.store.event_store import EventStore
@@ -22,12 +24,16 @@ class WatchedStore(EventStore):
     def __init__(self, store: EventStore) -> None:
         super().__init__(store.db, store.writer)
         self.reads = 0
+        self.failures = 0  # this many next reads fail as if the pool were exhausted
         self.held = False
         self.gate = asyncio.Event()
         self.reading = asyncio.Event()
 
     async def read_log(self, after: int, limit: int, where: LogFilter) -> LogPage:
         self.reads += 1
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailableError("pool exhausted (a test's fault)")
         if self.held:
             self.reading.set()
             await self.gate.wait()
@@ -92,5 +98,24 @@ async def test_a_skip_during_a_refill_leaves_no_gap_in_the_cache(store: EventSto
         for after in range(third):
             page = await broadcaster.read(after, 100, EVERYTHING)
             assert positions(page) == list(range(after + 1, third + 1)), after
+    finally:
+        await broadcaster.stop()
+
+
+async def test_a_failed_refill_is_retried_without_another_append(store: EventStore) -> None:
+    watched = WatchedStore(store)
+    broadcaster = Broadcaster(watched, cache_size=100, page_size=10)
+    await broadcaster.start()
+    try:
+        broadcaster.subscribers += 1  # a tail follows the head
+        follower = asyncio.create_task(broadcaster.wait_beyond(0, math.inf))
+        watched.failures = 3
+        head = await append(store, 2)
+        broadcaster.wake(head)
+        # no other append or wake-up comes: only the retry can deliver the events
+        assert await asyncio.wait_for(follower, 10.0)
+        assert watched.failures == 0 and broadcaster.visible == head
+        page = await broadcaster.read(0, 10, EVERYTHING)
+        assert positions(page) == [1, 2]
     finally:
         await broadcaster.stop()
