@@ -40,7 +40,9 @@ def migration_engine(database_url: str) -> sa.Engine:
     url = sync_url(database_url)
     if url.get_backend_name() != "sqlite":
         connect = {"connect_timeout": CONNECT_SECONDS}
-        return sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=connect)
+        return sa.create_engine(
+            url, poolclass=sa.pool.NullPool, connect_args=connect, hide_parameters=True
+        )
     engine = sa.create_engine(
         url, poolclass=sa.pool.NullPool, connect_args={"timeout": BUSY_SECONDS}
     )
@@ -116,6 +118,27 @@ def upgrade(database_url: str) -> None:
         file.resolve().parent.mkdir(parents=True, exist_ok=True)
     with _explained(database_url):
         command.upgrade(alembic_config(database_url), "head")
+        analyze(database_url)
+
+
+# PostgreSQL's ANALYZE samples a bounded number of rows, so it is cheap however large
+# the tables; SQLite's PRAGMA optimize analyses only what its planner lacks.
+ANALYZE = {
+    "postgresql": "ANALYZE streams, events, log_head",
+    "sqlite": "PRAGMA optimize",
+}
+
+
+def analyze(database_url: str) -> None:
+    """Give the planner statistics: a migrated or bulk-loaded table without them can
+    make filtered reads choose a scan (seen at 0.5 to 1.1 s over 100 streams)."""
+    engine = migration_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(ANALYZE[conn.dialect.name])
+            conn.commit()
+    finally:
+        engine.dispose()
 
 
 def check_schema(database_url: str) -> None:

@@ -71,3 +71,21 @@ async def test_service_migrates_on_start_by_default(empty_database_url: str) -> 
     app = create_app(Settings(database_url=empty_database_url))
     async with app.router.lifespan_context(app):
         check_schema(empty_database_url)
+
+
+@pytest.mark.postgres_only
+def test_upgrade_leaves_the_planner_statistics(empty_database_url: str) -> None:
+    upgrade(empty_database_url)
+    engine = sa.create_engine(sync_url(empty_database_url))
+    try:
+        with engine.connect() as conn:
+            analysed = conn.execute(
+                sa.text(
+                    "SELECT relname FROM pg_stat_user_tables "
+                    "WHERE last_analyze IS NOT NULL ORDER BY relname"
+                )
+            ).scalars()
+            found = set(analysed)
+    finally:
+        engine.dispose()
+    assert {"events", "streams", "log_head"} <= found
