@@ -9,7 +9,11 @@ This protocol answers such requests itself, before the app sees them:
 - more than `max_header_bytes` before the blank line that ends the headers: `431` and
   the connection is closed;
 - headers not complete within `header_timeout_seconds` of the request's first byte (or
-  of the connection's opening): `408` and the connection is closed.
+  of the connection's opening): `408` and the connection is closed;
+- a body not complete within `body_timeout_seconds` of the end of its headers: `408`
+  (unless the app has begun its answer) and the connection is closed. The timer is
+  armed only when a read ends with the body still incomplete, so a request that
+  arrives whole (nearly every append) costs no timer.
 
 It also sends what one turn of the event loop writes to a connection in one system
 call (`CoalescingTransport`): uvicorn writes a response's head and its body
@@ -34,8 +38,9 @@ HEADERS_END = b"\r\n\r\n"
 
 
 @functools.cache
-def _header_timeout() -> float:
-    return Settings().header_timeout_seconds  # read once per worker process
+def _timeouts() -> tuple[float, float]:
+    settings = Settings()  # read once per worker process
+    return settings.header_timeout_seconds, settings.body_timeout_seconds
 
 
 class CoalescingTransport:
@@ -87,11 +92,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.max_header_bytes = config.h11_max_incomplete_event_size or 16 * 1024
-        self.header_timeout = _header_timeout()
+        self.header_timeout, self.body_timeout = _timeouts()
         self.in_headers = True  # between a request's first byte and its blank line
         self.header_bytes = 0
         self.tail = b""  # the last bytes seen, for a blank line split across reads
         self.header_deadline: asyncio.TimerHandle | None = None
+        self.in_body = False  # between a request's blank line and its last body byte
+        self.body_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         coalescing = CoalescingTransport(transport, self.loop)
@@ -100,6 +107,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_deadline()
+        self._stop_body_deadline()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -113,6 +121,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self._refuse(HeadersTooLargeError(detail))
                 return
         super().data_received(data)
+        if self.in_body and self.body_deadline is None and not self.transport.is_closing():
+            self.body_deadline = self.loop.call_later(self.body_timeout, self._body_too_slow)
 
     def _header_part(self, data: bytes) -> int:
         """How many bytes of `data` belong to the header block (the rest is body)."""
@@ -126,10 +136,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self.in_headers = False
+        self.in_body = True
         self._stop_deadline()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        self.in_body = False
+        self._stop_body_deadline()
         super().on_message_complete()
         # The next request on this connection starts its own count and clock.
         self.in_headers, self.header_bytes, self.tail = True, 0, b""
@@ -149,9 +162,26 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             detail = f"the request headers did not arrive within {self.header_timeout:g} s"
             self._refuse(RequestTimeoutError(detail))
 
+    def _stop_body_deadline(self) -> None:
+        if self.body_deadline is not None:
+            self.body_deadline.cancel()
+            self.body_deadline = None
+
+    def _body_too_slow(self) -> None:
+        self.body_deadline = None
+        if not self.in_body or self.transport.is_closing():
+            return
+        detail = f"the request body did not arrive within {self.body_timeout:g} s"
+        if getattr(getattr(self, "cycle", None), "response_started", False):
+            self.logger.warning("closed a connection: %s", detail)
+            self.transport.close()  # the answer has begun: it cannot become a 408
+            return
+        self._refuse(RequestTimeoutError(detail))
+
     def _refuse(self, error: Exception) -> None:
         self.logger.warning("refused a request: %s", error)
         self._stop_deadline()
-        self.in_headers = False
+        self._stop_body_deadline()
+        self.in_headers = self.in_body = False
         self.transport.write(render_bytes(error))
         self.transport.close()

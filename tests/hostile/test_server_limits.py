@@ -166,3 +166,27 @@ def test_headers_that_never_finish_are_a_408(database_url: str, tmp_path: Path) 
         with connect(server) as idle:  # a connection that never sends a byte
             problem_of(read_until_closed(idle), 408, "request-timeout")
         assert httpx.get(server.url + "/health").status_code == 200
+
+
+@sqlite_only
+def test_a_body_that_never_finishes_is_a_408(database_url: str, tmp_path: Path) -> None:
+    with serving(database_url, tmp_path / "server.log", body_timeout_seconds=0.5) as server:
+        with connect(server) as conn:
+            conn.sendall(
+                b"POST /streams/Slow-1 HTTP/1.1\r\nHost: evstore\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                b'{"events":[{"type":"A",'
+            )
+            problem_of(read_until_closed(conn), 408, "request-timeout")
+        # a body that arrives in pieces within the deadline is served
+        with connect(server) as conn:
+            body = b'{"events":[{"type":"A","data":1}]}'
+            conn.sendall(
+                b"POST /streams/Slow-2 HTTP/1.1\r\nHost: evstore\r\nConnection: close\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+            )
+            conn.sendall(body[:10])
+            conn.sendall(body[10:])
+            status, _, _ = parse(read_until_closed(conn))
+        assert status == 201
+        assert httpx.get(server.url + "/streams/Slow-1").status_code == 404  # nothing written
