@@ -11,6 +11,7 @@ longer ones are 422 rather than a 500. Problems found inside `data` and
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -20,7 +21,12 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from app.api.problems import MalformedJsonError, UnsupportedMediaTypeError, ValidationProblemError
+from app.api.problems import (
+    MalformedJsonError,
+    Problems,
+    UnsupportedMediaTypeError,
+    ValidationProblemError,
+)
 from app.domain.errors import LimitExceededError
 from app.domain.names import TYPE_RE, TYPE_RULE
 from app.domain.types import NewEvent, new_event_ids
@@ -189,7 +195,7 @@ def json_problems(value: Any, at: str, max_depth: int, depth: int = 0) -> list[d
         return []
     if depth + 1 > max_depth:
         return [{"pointer": at, "detail": f"nested deeper than {max_depth} levels"}]
-    found: list[dict[str, str]] = []
+    found = Problems()
     if isinstance(value, dict):
         for key, item in value.items():
             found += _string_problems(key, at + pointer(key), "member name ")
@@ -210,6 +216,18 @@ def _string_problems(text: str, at: str, what: str = "") -> list[dict[str, str]]
     return []
 
 
+# Bodies larger than this are parsed in a worker thread: the strict parser takes
+# seconds over a few MiB of unusual JSON, and the event loop must serve on meanwhile.
+INLINE_PARSE_BYTES = 256 * 1024
+
+
+async def parse_append_request(raw: bytes, settings: Settings) -> list[NewEvent]:
+    """`parse_append`, off the event loop for a large body."""
+    if len(raw) <= INLINE_PARSE_BYTES:
+        return parse_append(raw, settings)
+    return await asyncio.to_thread(parse_append, raw, settings)
+
+
 def parse_append(raw: bytes, settings: Settings) -> list[NewEvent]:
     """The events of an append request body, validated and with JSON encoded once."""
     body = _fast_parse(raw, settings.max_json_depth)
@@ -227,7 +245,9 @@ def parse_append(raw: bytes, settings: Settings) -> list[NewEvent]:
             settings.max_events_per_append,
             f"{len(items)} events in one append; at most {settings.max_events_per_append}",
         )
-    problems = [{"pointer": pointer(k), "detail": "unknown member"} for k in body if k != "events"]
+    problems = Problems(
+        {"pointer": pointer(k), "detail": "unknown member"} for k in body if k != "events"
+    )
     if not items:
         problems.append({"pointer": "/events", "detail": "send at least one event"})
     seen: dict[str, int] = {}
@@ -245,11 +265,11 @@ def _event_problems(
 ) -> list[dict[str, str]]:
     if not isinstance(item, dict):
         return [{"pointer": pointer("events", i), "detail": "an event must be an object"}]
-    found = [
+    found = Problems(
         {"pointer": pointer("events", i, k), "detail": "unknown member"}
         for k in item
         if k not in EVENT_MEMBERS
-    ]
+    )
     event_id = item.get("id")
     if "id" in item:
         if not isinstance(event_id, str) or not UUID_RE.fullmatch(event_id):

@@ -187,7 +187,12 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str
-    errors: list[ErrorItem] | None = Field(None, description="validation-error only")
+    errors: list[ErrorItem] | None = Field(
+        None, description="validation-error only: the first 100 problems found"
+    )
+    errors_not_listed: int | None = Field(
+        None, description="validation-error: how many problems past the first 100 (absent: none)"
+    )
     stream_id: str | None = None
     expected: str | None = Field(None, description="wrong-expected-version: header as sent")
     current_version: int | None = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -68,15 +68,46 @@ class HeadersTooLargeError(ApiError):
     """The request line and headers are larger than the HTTP server accepts."""
 
 
+# A 422 lists at most this many problems (a body of a million NaNs has a million), and
+# says how many it did not list in `errors_not_listed`.
+MAX_LISTED = 100
+
+
+class Problems(list[dict[str, str]]):
+    """Problems found in a request, keeping the first MAX_LISTED and counting the rest,
+    so that finding them costs bounded memory however many there are."""
+
+    def __init__(self, items: Iterable[dict[str, str]] = ()) -> None:
+        super().__init__()
+        self.unlisted = 0
+        self += items
+
+    def append(self, item: dict[str, str]) -> None:
+        if len(self) < MAX_LISTED:
+            super().append(item)
+        else:
+            self.unlisted += 1
+
+    def __iadd__(self, other: Iterable[dict[str, str]]) -> Problems:  # type: ignore[override,misc]
+        for item in other:
+            self.append(item)
+        self.unlisted += getattr(other, "unlisted", 0)
+        return self
+
+
 class ValidationProblemError(ApiError):
-    """422 with every problem found: `errors` holds {pointer|parameter, detail} items."""
+    """422 with the problems found: `errors` holds {pointer|parameter, detail} items, at
+    most MAX_LISTED of them; `unlisted` counts the others."""
 
     def __init__(self, errors: list[dict[str, str]]) -> None:
-        first = errors[0] if errors else {"detail": "invalid request"}
+        listed = Problems(errors)
+        first = listed[0] if listed else {"detail": "invalid request"}
         where = first.get("pointer") or first.get("parameter") or "the body"
-        more = f" (and {len(errors) - 1} more; see errors)" if len(errors) > 1 else ""
+        total = len(listed) + listed.unlisted
+        more = f" (and {total - 1} more; see errors)" if total > 1 else ""
         super().__init__(f"{where}: {first['detail']}{more}")
-        self.errors = errors
+        self.errors: list[dict[str, str]] = list(listed)
+        self.unlisted = listed.unlisted
 
 
 def _none(_: Any) -> dict[str, Any]:
@@ -104,7 +135,12 @@ UNAVAILABLE = Kind(
     "Service unavailable",
     detail="the database cannot be reached right now; retry later",
 )
-VALIDATION = Kind(422, "validation-error", "Validation error", lambda e: {"errors": e.errors})
+VALIDATION = Kind(
+    422,
+    "validation-error",
+    "Validation error",
+    lambda e: {"errors": e.errors, **({"errors_not_listed": e.unlisted} if e.unlisted else {})},
+)
 
 TABLE: dict[type[BaseException], Kind] = {
     MalformedJsonError: Kind(400, "malformed-json", "Malformed JSON"),

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.api.body import json_problems, parse_json, read_body, require_json
+from app.api.body import INLINE_PARSE_BYTES, json_problems, parse_json, read_body, require_json
 from app.api.deps import SettingsDep, SnapshotStoreDep
 from app.api.models import SnapshotOut
 from app.api.params import StreamId
-from app.api.problems import ValidationProblemError
+from app.api.problems import Problems, ValidationProblemError
 from app.api.render import json_response
 from app.api.responses import problems
 from app.domain.errors import LimitExceededError
@@ -42,11 +43,13 @@ def parse_snapshot(raw: bytes, settings: Settings) -> tuple[int, str, str]:
     body: Any = parse_json(raw)
     if not isinstance(body, dict):
         raise ValidationProblemError([{"pointer": "", "detail": "the body must be an object"}])
-    found = [
-        {"pointer": f"/{k}", "detail": "unknown member"}
-        for k in body
-        if k not in ("version", "data", "metadata")
-    ]
+    found = Problems(
+        [
+            {"pointer": f"/{k}", "detail": "unknown member"}
+            for k in body
+            if k not in ("version", "data", "metadata")
+        ]
+    )
     version = body.get("version")
     if type(version) is not int or not 1 <= version <= MAX_VERSION:
         found.append({"pointer": "/version", "detail": "required: a stream version >= 1"})
@@ -85,9 +88,11 @@ async def put_snapshot(
 ) -> Response:
     """Store the state of a stream as of a version (only the newest is kept)."""
     require_json(request)
-    version, data, metadata = parse_snapshot(
-        await read_body(request, settings.max_body_bytes), settings
-    )
+    raw = await read_body(request, settings.max_body_bytes)
+    if len(raw) <= INLINE_PARSE_BYTES:
+        version, data, metadata = parse_snapshot(raw, settings)
+    else:  # off the event loop, as appends are
+        version, data, metadata = await asyncio.to_thread(parse_snapshot, raw, settings)
     stored = await snapshots.put(stream_id, version, data, metadata)
     return json_response(snapshot_json(stored))
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from app.api import preconditions as pre
-from app.api.body import parse_append, read_body, require_json
+from app.api.body import parse_append_request, read_body, require_json
 from app.api.deps import MetricsDep, SettingsDep, StoreDep, log_filter, page_size
 from app.api.models import AppendReceipt, RecordedEventOut, StreamListOut, StreamPageOut
 from app.api.params import Direction, IfMatch, IfNoneMatch, Limit, StreamId
@@ -60,7 +60,7 @@ async def append_to_stream(
     """Append events atomically, with an optional expected version."""
     require_json(request)
     expected = pre.expected_version(if_match, if_none_match)
-    new = parse_append(await read_body(request, settings.max_body_bytes), settings)
+    new = await parse_append_request(await read_body(request, settings.max_body_bytes), settings)
     try:
         result = await store.append(stream_id, new, expected)
     except (WrongExpectedVersionError, DuplicateEventIdError) as e:

@@ -495,3 +495,23 @@ async def test_a_declared_length_over_the_limit_is_refused_before_the_body(
     assert_problem(response, 413, "payload-too-large", limit="max_body_bytes", max=1024)
     assert response.headers["content-type"] == PROBLEM_JSON
     await assert_nothing_written(small)
+
+
+@pytest.mark.parametrize("count", [150, 200_000])
+async def test_a_422_lists_at_most_100_problems_and_counts_the_rest(
+    seeded: httpx.AsyncClient, count: int
+) -> None:
+    # 200,000 NaNs (800 KB) are parsed off the event loop; the answer stays small
+    data = "[" + ",".join(["NaN"] * count) + "]"
+    response = await post_raw(seeded, "Order-1", raw_body(raw_event(data=data)))
+    assert response.status_code == 422
+    body = response.json()
+    assert len(body["errors"]) == 100
+    assert body["errors"][0] == {
+        "pointer": "/events/0/data/0",
+        "detail": "NaN is not a JSON number",
+    }
+    assert body["errors_not_listed"] == count - 100
+    assert f"and {count - 1} more" in body["detail"]
+    assert len(response.content) < 20_000
+    await assert_nothing_written(seeded)
