@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api import docs, live, log, ops, problems, snapshots, streams, subscriptions
 from app.api import openapi as openapi_document
@@ -31,6 +31,18 @@ class Evstore(FastAPI):
         self.settings = settings
         self.metrics = metrics
         self.fast_append = fast_append
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # HTTP enters the front directly: FastAPI's own __call__ only adds its native
+        # telemetry (OpenTelemetry, which evstore does not configure), and checking
+        # that it is off costs every request several microseconds.
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        await self.middleware_stack(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:
         """The front, around FastAPI's own stack; what is registered with

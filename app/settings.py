@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(64, ge=2)
     max_name_length: int = Field(200, ge=1, le=200)
     max_page_size: int = Field(1000, ge=1)
+    metrics_max_subscriptions: int = Field(
+        100,
+        ge=0,
+        description="subscriptions with a lag series in /metrics: those furthest behind",
+    )
     max_batch_bytes: int = Field(
         32 * MiB,
         ge=1024,

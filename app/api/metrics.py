@@ -48,9 +48,13 @@ class Metrics:
         self.live_subscribers = Gauge(
             "evstore_live_subscribers", "Connected live subscribers", registry=self.registry
         )
+        self.subscriptions = Gauge(
+            "evstore_subscriptions", "Durable subscriptions", registry=self.registry
+        )
         self.subscription_lag = Gauge(
             "evstore_subscription_lag",
-            "Positions between the head and each durable subscription's checkpoint",
+            "Positions between the head and the checkpoint of the durable subscriptions "
+            "furthest behind (at most metrics_max_subscriptions series)",
             ["name"],
             registry=self.registry,
         )

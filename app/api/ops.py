@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -87,7 +88,10 @@ async def health_ready(store: StoreDep, settings: SettingsDep) -> Response:
     },
 )
 async def metrics(
-    store: StoreDep, subscriptions: SubscriptionStoreDep, metrics: MetricsDep
+    store: StoreDep,
+    subscriptions: SubscriptionStoreDep,
+    metrics: MetricsDep,
+    settings: SettingsDep,
 ) -> Response:
     """Prometheus metrics of this process."""
     metrics.pool_checked_out.set(store.pool_checked_out())  # before this scrape's queries
@@ -95,8 +99,11 @@ async def metrics(
     with contextlib.suppress(StoreUnavailableError):
         head = await store.head()
         metrics.head.set(head)
-        found = await subscriptions.list(None, 10_000)
+        total, behind = await subscriptions.furthest_behind(settings.metrics_max_subscriptions)
+        metrics.subscriptions.set(total)
         metrics.subscription_lag.clear()
-        for s in found:
-            metrics.subscription_lag.labels(s.name).set(max(0, head - s.position))
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        for name, position in behind:
+            metrics.subscription_lag.labels(name).set(max(0, head - position))
+    # Rendering is proportional to the series: off the event loop, which serves appends.
+    text = await asyncio.to_thread(generate_latest, metrics.registry)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)

@@ -8,6 +8,7 @@ subscription notice each other.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -116,6 +117,20 @@ class SubscriptionStore:
             query = query.where(subscriptions.c.name > after)
         async with self.db.connect() as conn:
             return [_subscription(r) for r in await conn.execute(query)]
+
+    async def furthest_behind(self, limit: int) -> tuple[int, Sequence[tuple[str, int]]]:
+        """How many subscriptions there are, and the (name, position) of the `limit`
+        whose checkpoints are lowest (the most lag), for metrics of bounded size."""
+        count = sa.select(sa.func.count()).select_from(subscriptions)
+        lowest = (
+            sa.select(subscriptions.c.name, subscriptions.c.position)
+            .order_by(subscriptions.c.position, subscriptions.c.name)
+            .limit(limit)
+        )
+        async with self.db.connect() as conn:
+            total = int((await conn.execute(count)).scalar_one())
+            rows = [(r.name, int(r.position)) for r in await conn.execute(lowest)]
+        return total, rows
 
     async def delete(self, name: str) -> None:
         async with self.db.connect(write=True) as conn, conn.begin():

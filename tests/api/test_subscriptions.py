@@ -207,3 +207,25 @@ async def test_metrics_report_lag(client: httpx.AsyncClient) -> None:
     await client.put("/subscriptions/lagging/checkpoint", json={"position": 1})
     text = (await client.get("/metrics")).text
     assert 'evstore_subscription_lag{name="lagging"} 3.0' in text
+
+
+async def test_metrics_keep_lag_series_for_those_furthest_behind(settings: Settings) -> None:
+    few = settings.model_copy(update={"metrics_max_subscriptions": 2})
+    application = create_app(few)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            await append(client, "Order-1", 5)
+            for name, position in [("a", 5), ("b", 1), ("c", 4), ("d", 0), ("e", 5)]:
+                await client.put(f"/subscriptions/{name}", json={})
+                checkpoint = {"position": position}
+                await client.put(f"/subscriptions/{name}/checkpoint", json=checkpoint)
+            text = (await client.get("/metrics")).text
+    series = sorted(
+        line for line in text.splitlines() if line.startswith("evstore_subscription_lag{")
+    )
+    assert series == [
+        'evstore_subscription_lag{name="b"} 4.0',
+        'evstore_subscription_lag{name="d"} 5.0',
+    ]
+    assert "evstore_subscriptions 5.0" in text
