@@ -69,8 +69,8 @@ async def proxied(pg_database: str) -> AsyncIterator[tuple[StallingProxy, httpx.
             async with httpx.AsyncClient(transport=transport, base_url="http://evstore") as c:
                 yield proxy, c
     finally:
+        await proxy.cut()  # first: what is still stalled is ended, not let through
         proxy.flow()
-        await proxy.cut()
 
 
 async def probe(client: httpx.AsyncClient, method: str, path: str) -> tuple[int, str | None]:

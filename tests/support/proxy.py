@@ -23,7 +23,12 @@ class StallingProxy(TcpProxy):
         self._flowing.set()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self._flowing.wait()  # a new connection hangs before it reaches the server
+        # A new connection hangs before it reaches the server; it is tracked meanwhile,
+        # so that `cut` closes it (else its writer outlives the test's event loop).
+        self._writers.add(writer)
+        await self._flowing.wait()
+        if writer.transport.is_closing():  # cut while it hung
+            return
         await super()._serve(reader, writer)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
