@@ -245,14 +245,16 @@ def parse_append(raw: bytes, settings: Settings) -> list[NewEvent]:
             settings.max_events_per_append,
             f"{len(items)} events in one append; at most {settings.max_events_per_append}",
         )
-    problems = Problems(
-        {"pointer": pointer(k), "detail": "unknown member"} for k in body if k != "events"
-    )
+    # Plain lists while the body is well-formed (the common case, on the hot path);
+    # Problems, bounded, once the JSON walk of a strict-parsed body finds something.
+    problems = [{"pointer": pointer(k), "detail": "unknown member"} for k in body if k != "events"]
     if not items:
         problems.append({"pointer": "/events", "detail": "send at least one event"})
     seen: dict[str, int] = {}
     for i, item in enumerate(items):
-        problems += _event_problems(item, i, seen, settings, screened)
+        found = _event_problems(item, i, seen, settings, screened)
+        if found:
+            problems = _joined(problems, found)
     if problems:
         raise ValidationProblemError(problems)
     encode = _encode if screened else dumps_text
@@ -265,11 +267,11 @@ def _event_problems(
 ) -> list[dict[str, str]]:
     if not isinstance(item, dict):
         return [{"pointer": pointer("events", i), "detail": "an event must be an object"}]
-    found = Problems(
+    found = [
         {"pointer": pointer("events", i, k), "detail": "unknown member"}
         for k in item
         if k not in EVENT_MEMBERS
-    )
+    ]
     event_id = item.get("id")
     if "id" in item:
         if not isinstance(event_id, str) or not UUID_RE.fullmatch(event_id):
@@ -293,14 +295,27 @@ def _event_problems(
     if "data" not in item:
         found.append({"pointer": pointer("events", i, "data"), "detail": "required"})
     elif not screened:
-        found += json_problems(item["data"], pointer("events", i, "data"), settings.max_json_depth)
+        at = pointer("events", i, "data")
+        found = _joined(found, json_problems(item["data"], at, settings.max_json_depth))
     if "metadata" in item:
         if not isinstance(item["metadata"], dict):
             detail = "must be an object"
             found.append({"pointer": pointer("events", i, "metadata"), "detail": detail})
         elif not screened:
             at = pointer("events", i, "metadata")
-            found += json_problems(item["metadata"], at, settings.max_json_depth)
+            found = _joined(found, json_problems(item["metadata"], at, settings.max_json_depth))
+    return found
+
+
+def _joined(found: list[dict[str, str]], more: list[dict[str, str]]) -> list[dict[str, str]]:
+    """`found` and `more` in one list, bounded (a Problems) when either is."""
+    if not more:
+        return found
+    if isinstance(found, Problems) or isinstance(more, Problems):
+        joined = found if isinstance(found, Problems) else Problems(found)
+        joined += more
+        return joined
+    found.extend(more)
     return found
 
 
