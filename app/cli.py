@@ -170,6 +170,7 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from app.api.log_format import log_config
+    from app.server import connection_limit
 
     # Once, before any worker starts; the workers then only check the schema.
     problem = prepare_database(settings, migrate=settings.migrate_on_start)
@@ -187,7 +188,7 @@ def serve(settings: Settings) -> int:
         http="app.server:LimitedHttpToolsProtocol",
         h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_keep_alive=settings.keep_alive_seconds,
-        limit_concurrency=settings.max_concurrent_connections,
+        limit_concurrency=connection_limit(settings),
         log_level=settings.log_level,
         log_config=log_config(settings.log_level, settings.log_format),
         access_log=False,  # ObserveMiddleware writes the access lines

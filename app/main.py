@@ -72,7 +72,10 @@ def create_app(settings: Settings | None = None, fast_append: bool = True) -> Fa
             await asyncio.to_thread(check_schema, settings.database_url)
         async with open_store(settings, on_batch=metrics.batch_sizes.observe) as store:
             broadcaster = Broadcaster(
-                store.events, settings.live_cache_events, settings.live_page_size
+                store.events,
+                settings.live_cache_events,
+                settings.live_page_size,
+                settings.live_cache_bytes,
             )
             store.notifier.subscribe(broadcaster.wake)
             app.state.store, app.state.broadcaster = store.events, broadcaster

@@ -15,6 +15,11 @@ This protocol answers such requests itself, before the app sees them:
   armed only when a read ends with the body still incomplete, so a request that
   arrives whole (nearly every append) costs no timer.
 
+Beyond `max_concurrent_connections` connections or requests uvicorn answers 503; its
+answer is replaced here by the registry's `unavailable` problem with Retry-After. The
+cap has a default below the process's file-descriptor limit (`connection_limit`), so a
+flood of connections is answered 503 instead of leaving the server unable to accept.
+
 It also sends what one turn of the event loop writes to a connection in one system
 call (`CoalescingTransport`): uvicorn writes a response's head and its body
 separately, and for the small answers of an event store (a 201 receipt) the second
@@ -25,22 +30,68 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import resource
+from dataclasses import replace
 from typing import Any
 
 from uvicorn.config import Config
+from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from app.api.problems import HeadersTooLargeError, RequestTimeoutError, render_bytes
+from app.api.problems import (
+    UNAVAILABLE,
+    HeadersTooLargeError,
+    RequestTimeoutError,
+    problem_body,
+    render_bytes,
+)
+from app.domain.errors import StoreUnavailableError
 from app.settings import Settings
 
 HEADERS_END = b"\r\n\r\n"
+# File descriptors a process keeps for what is not a client: its database connections
+# (counted apart), logs, the listener, SQLite's files, the notifier.
+RESERVED_DESCRIPTORS = 128
+
+
+def connection_limit(settings: Settings) -> int:
+    """The cap on connections and requests of one process: the setting, else what the
+    file-descriptor limit leaves after the database pool and a reserve. The soft limit
+    is first raised to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and hard != resource.RLIM_INFINITY:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    if settings.max_concurrent_connections is not None:
+        return settings.max_concurrent_connections
+    pool = settings.pool_size + settings.pool_max_overflow
+    return max(16, soft - pool - RESERVED_DESCRIPTORS)
+
+
+async def _over_the_limit(scope: Any, receive: Any, send: Any) -> None:
+    """uvicorn's answer beyond limit_concurrency, as the registry's 503 problem."""
+    body = problem_body(
+        StoreUnavailableError("the server is at its connection limit"),
+        replace(UNAVAILABLE, detail="the server is at its connection limit; retry later"),
+    )
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(_settings().retry_after_seconds).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+# uvicorn's httptools protocol looks the answer up by this module-level name.
+httptools_impl.service_unavailable = _over_the_limit  # type: ignore[attr-defined]
 
 
 @functools.cache
-def _timeouts() -> tuple[float, float]:
-    settings = Settings()  # read once per worker process
-    return settings.header_timeout_seconds, settings.body_timeout_seconds
+def _settings() -> Settings:
+    return Settings()  # read once per worker process
 
 
 class CoalescingTransport:
@@ -92,7 +143,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.max_header_bytes = config.h11_max_incomplete_event_size or 16 * 1024
-        self.header_timeout, self.body_timeout = _timeouts()
+        settings = _settings()
+        self.header_timeout = settings.header_timeout_seconds
+        self.body_timeout = settings.body_timeout_seconds
         self.in_headers = True  # between a request's first byte and its blank line
         self.header_bytes = 0
         self.tail = b""  # the last bytes seen, for a blank line split across reads

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
         5.0, ge=0, description="least interval between checkpoint events"
     )
     live_cache_events: int = Field(2048, ge=0, description="newest events kept for subscribers")
+    live_cache_bytes: int = Field(
+        64 * MiB,
+        ge=0,
+        description="bound on the data those events (and their rendered messages) hold",
+    )
     live_page_size: int = Field(500, ge=1, description="events per database read when tailing")
     live_retry_ms: int = Field(2000, ge=0, description="the SSE retry: field")
 
@@ -93,7 +98,10 @@ class Settings(BaseSettings):
     )
     keep_alive_seconds: int = Field(5, ge=1, description="idle keep-alive connections close")
     max_concurrent_connections: int | None = Field(
-        None, ge=1, description="beyond this many connections or requests: 503; None: no cap"
+        None,
+        ge=1,
+        description="beyond this many connections or requests: 503; default: what the "
+        "file-descriptor limit leaves after the pool and a reserve",
     )
 
     @field_validator("database_url")

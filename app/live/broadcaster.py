@@ -23,6 +23,12 @@ from app.live.wire import event_message
 from app.store.event_store import EventStore
 
 EVERYTHING = LogFilter()
+
+
+def _size(event: RecordedEvent) -> int:
+    return len(event.data) + len(event.metadata)
+
+
 log = logging.getLogger("evstore.broadcaster")
 # After a failed refill read, the next one comes this soon, doubling up to the last.
 RETRY_FIRST_SECONDS = 0.05
@@ -30,9 +36,16 @@ RETRY_LAST_SECONDS = 1.0
 
 
 class Broadcaster:
-    def __init__(self, store: EventStore, cache_size: int, page_size: int) -> None:
+    def __init__(
+        self, store: EventStore, cache_size: int, page_size: int, cache_bytes: int = 64 << 20
+    ) -> None:
         self.store = store
         self.page_size = page_size
+        # Both caches are bounded in bytes as well as in events: 2,048 events of 1 MiB
+        # would pin 2 GiB, and their rendered messages as much again.
+        self.cache_bytes = cache_bytes
+        self._cached_bytes = 0
+        self._rendered_bytes = 0
         self.visible = 0
         self._target = 0
         self._cache: deque[RecordedEvent] = deque(maxlen=cache_size)
@@ -78,6 +91,7 @@ class Broadcaster:
             # Nobody follows the head: skip the read. Every position up to a notified
             # head is committed, so `visible` may jump; the cache would have a gap.
             self._cache.clear()
+            self._cached_bytes = 0
             self.visible = self._target
 
     def _signal(self) -> None:
@@ -113,7 +127,7 @@ class Broadcaster:
             page = await self.store.read_log(start, self.page_size, EVERYTHING)
             if self.visible != start:
                 continue  # `wake` skipped ahead meanwhile: this page would leave a gap
-            self._cache.extend(page.events)
+            self._keep(page.events)
             self.visible = max(start, page.next_after)
             self._target = max(self._target, page.head)
             self._signal()
@@ -146,9 +160,30 @@ class Broadcaster:
         rendered = self._rendered.get(event.position)
         if rendered is None:
             rendered = self._rendered[event.position] = event_message(event)
-            if len(self._rendered) > self._rendered_max:
-                self._rendered.popitem(last=False)
+            self._rendered_bytes += len(rendered)
+            while self._rendered and (
+                len(self._rendered) > self._rendered_max or self._rendered_bytes > self.cache_bytes
+            ):
+                self._rendered_bytes -= len(self._rendered.popitem(last=False)[1])
         return rendered
+
+    def _keep(self, events: list[RecordedEvent]) -> None:
+        """Add a refill's events to the cache, dropping the oldest past its bounds."""
+        cache = self._cache
+        if cache.maxlen == 0:
+            return
+        for event in events:
+            if len(cache) == cache.maxlen:
+                self._cached_bytes -= _size(cache[0])
+            cache.append(event)
+            self._cached_bytes += _size(event)
+        while cache and self._cached_bytes > self.cache_bytes:
+            self._cached_bytes -= _size(cache.popleft())
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of event data the caches hold (events and rendered messages)."""
+        return self._cached_bytes + self._rendered_bytes
 
     async def read_fresh(self, after: int, limit: int, where: LogFilter) -> LogPage:
         """A page from the database: sees every append acknowledged before the call

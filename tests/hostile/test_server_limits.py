@@ -190,3 +190,18 @@ def test_a_body_that_never_finishes_is_a_408(database_url: str, tmp_path: Path) 
             status, _, _ = parse(read_until_closed(conn))
         assert status == 201
         assert httpx.get(server.url + "/streams/Slow-1").status_code == 404  # nothing written
+
+
+@sqlite_only
+def test_connections_beyond_the_limit_get_a_503_problem(database_url: str, tmp_path: Path) -> None:
+    with serving(database_url, tmp_path / "server.log", max_concurrent_connections=2) as server:
+        # two connections held open (the server counts them), then a third request
+        with connect(server), connect(server), connect(server) as third:
+            third.sendall(b"GET /health HTTP/1.1\r\nHost: evstore\r\n\r\n")
+            status, headers, body = parse(read_until_closed(third))
+        assert status == 503
+        assert headers["content-type"] == "application/problem+json"
+        assert headers["retry-after"] == "1"
+        problem = json.loads(body)
+        assert (problem["type"], problem["status"]) == ("/problems/unavailable", 503)
+        assert httpx.get(server.url + "/health").status_code == 200  # below the limit again

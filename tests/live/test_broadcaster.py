@@ -119,3 +119,30 @@ async def test_a_failed_refill_is_retried_without_another_append(store: EventSto
         assert positions(page) == [1, 2]
     finally:
         await broadcaster.stop()
+
+
+async def test_the_caches_are_bounded_in_bytes(store: EventStore) -> None:
+    watched = WatchedStore(store)
+    budget = 64 * 1024
+    broadcaster = Broadcaster(watched, cache_size=1000, page_size=50, cache_bytes=budget)
+    await broadcaster.start()
+    try:
+        broadcaster.subscribers += 1
+        big = {"pad": "x" * 10_000}  # 20 events of 10 KB: more than the budget
+        for _ in range(4):
+            result = await store.append(
+                "Big-1", [new_event(data=big) for _ in range(5)], ANY_VERSION
+            )
+            follower = asyncio.create_task(broadcaster.wait_beyond(0, math.inf))
+            broadcaster.wake(result.events[-1].position)
+            assert await asyncio.wait_for(follower, DEADLINE)
+        await asyncio.wait_for(broadcaster.wait_beyond(19, 10.0), DEADLINE)
+        for position in range(1, 21):  # every message rendered once, the oldest evicted
+            page = await broadcaster.read(position - 1, 1, EVERYTHING)
+            broadcaster.message_for(page.events[0])
+        assert 0 < broadcaster.held_bytes <= 2 * budget
+        # every position is still served, from the cache or from the database
+        for after in range(20):
+            assert positions(await broadcaster.read(after, 100, EVERYTHING))[0] == after + 1
+    finally:
+        await broadcaster.stop()
