@@ -11,7 +11,6 @@ longer ones are 422 rather than a 500. Problems found inside `data` and
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
@@ -219,13 +218,6 @@ def _string_problems(text: str, at: str, what: str = "") -> list[dict[str, str]]
 # Bodies larger than this are parsed in a worker thread: the strict parser takes
 # seconds over a few MiB of unusual JSON, and the event loop must serve on meanwhile.
 INLINE_PARSE_BYTES = 256 * 1024
-
-
-async def parse_append_request(raw: bytes, settings: Settings) -> list[NewEvent]:
-    """`parse_append`, off the event loop for a large body."""
-    if len(raw) <= INLINE_PARSE_BYTES:
-        return parse_append(raw, settings)
-    return await asyncio.to_thread(parse_append, raw, settings)
 
 
 def parse_append(raw: bytes, settings: Settings) -> list[NewEvent]:

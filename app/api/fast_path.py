@@ -6,8 +6,8 @@ wrapping at about a fifth of the server's CPU: more than the append itself. This
 layer of the front (app/api/front.py) matches the request against FastAPI's own
 append route (its compiled path pattern, so the path rule is the route's), checks the stream
 id with the contract's rule (app/domain/names.py, which the route's declared
-parameter uses too), sets the route in the scope as FastAPI's router would (so
-metrics and access lines name it), and calls the same endpoint function,
+parameter uses too), sets the route in the scope (so metrics and access lines name
+it), and calls the same endpoint function,
 `app.api.streams.append_to_stream`, with the arguments FastAPI would pass. Errors are
 answered by `app.api.problems.respond`, as FastAPI's exception handlers answer them.
 Anything else, a stream id FastAPI would refuse included, goes on to FastAPI, so
@@ -46,15 +46,13 @@ class FastAppend:
         # The route's own compiled path pattern: what `route.matches` runs, without the
         # child scope it builds (a measurable share of a small append's CPU).
         self.path = self.route.path_regex
-        self.endpoint = self.route.endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Behind a root_path (a proxy's prefix) FastAPI's routing decides, as it knows it.
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
             found = self.path.match(scope["path"])
             if found is not None and is_name(stream_id := found.group("stream_id")):
-                scope["route"], scope["endpoint"] = self.route, self.endpoint
-                scope["path_params"] = {"stream_id": stream_id}
+                scope["route"] = self.route  # as FastAPI's router: metrics name the route
                 await self._append(scope, receive, send, stream_id)
                 return
         await self.app(scope, receive, send)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 from urllib.parse import quote, urlencode
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from app.api import preconditions as pre
-from app.api.body import parse_append_request, read_body, require_json
+from app.api.body import INLINE_PARSE_BYTES, parse_append, read_body, require_json
 from app.api.deps import MetricsDep, SettingsDep, StoreDep, log_filter, page_size
 from app.api.models import AppendReceipt, RecordedEventOut, StreamListOut, StreamPageOut
 from app.api.params import Direction, IfMatch, IfNoneMatch, Limit, StreamId
@@ -60,7 +61,11 @@ async def append_to_stream(
     """Append events atomically, with an optional expected version."""
     require_json(request)
     expected = pre.expected_version(if_match, if_none_match)
-    new = await parse_append_request(await read_body(request, settings.max_body_bytes), settings)
+    raw = await read_body(request, settings.max_body_bytes)
+    if len(raw) <= INLINE_PARSE_BYTES:
+        new = parse_append(raw, settings)
+    else:  # the strict parser may take seconds over a large body: off the event loop
+        new = await asyncio.to_thread(parse_append, raw, settings)
     try:
         result = await store.append(stream_id, new, expected)
     except (WrongExpectedVersionError, DuplicateEventIdError) as e:
