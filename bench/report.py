@@ -484,6 +484,9 @@ class Report:
         notes = BENCH / "profile_notes.md"
         if notes.exists():
             self.add(notes.read_text().strip(), "")
+        comparisons = BENCH / "comparisons.md"  # hand-kept before/after figures
+        if comparisons.exists():
+            self.add(comparisons.read_text().strip(), "")
 
 
 # --- plots ----------------------------------------------------------------------------
