@@ -12,7 +12,6 @@ exception handlers and for the append fast path alike; the HTTP server protocol
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -29,7 +28,6 @@ from app.domain import errors as de
 from app.domain.names import STREAM_ID_RULE
 
 PROBLEM_JSON = "application/problem+json"
-log = logging.getLogger("evstore.api")
 
 
 class ApiError(Exception):
@@ -272,16 +270,10 @@ def on_the_wire(request: Request, error: BaseException) -> BaseException:
 
 async def respond(request: Request, error: BaseException) -> Response:
     """The answer to any exception a request raised: its row of the table, or a 500
-    that reveals nothing (and is logged without the request's data)."""
+    that reveals nothing. An unexpected error is logged once, by the server, which
+    receives it after this answer (Starlette's ServerErrorMiddleware re-raises it, and
+    so does the append fast path); the log formats withhold driver messages."""
     error = on_the_wire(request, error)
-    if kind_of(error) is INTERNAL:
-        log.error(
-            "unexpected error in %s %s: %s",
-            request.method,
-            request.url.path,
-            type(error).__name__,
-            exc_info=error,
-        )
     settings = getattr(request.app.state, "settings", None)
     return render(error, getattr(settings, "retry_after_seconds", 1))
 

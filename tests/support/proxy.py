@@ -5,7 +5,6 @@ network path that silently drops packets does; `flow()` lets everything through 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from tests.support.tcp_proxy import TcpProxy
 
@@ -31,15 +30,5 @@ class StallingProxy(TcpProxy):
             return
         await super()._serve(reader, writer)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                await self._flowing.wait()
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            with contextlib.suppress(Exception):
-                writer.transport.abort()
+    async def _gate(self) -> None:
+        await self._flowing.wait()

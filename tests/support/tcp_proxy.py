@@ -48,9 +48,13 @@ class TcpProxy:
         self._writers.add(up_writer)
         await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
 
+    async def _gate(self) -> None:
+        """Awaited before each chunk is forwarded (a subclass may hold traffic here)."""
+
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self._gate()
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
