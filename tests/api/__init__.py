@@ -4,14 +4,17 @@ asserting whole problem bodies."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import httpx
 
+from app.main import create_app
+from app.settings import Settings
 from tests.support.factories import append_body, event_body
 
 PROBLEM_JSON = "application/problem+json"
@@ -139,3 +142,13 @@ def raw_event(type: str = "Happened", data: str = '{"n":1}', extra: str = "") ->
 
 def raw_body(*events: str) -> bytes:
     return ('{"events":[' + ",".join(events or (raw_event(),)) + "]}").encode()
+
+
+@contextlib.asynccontextmanager
+async def client_of(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app built with these settings (for tests that change one)."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            yield client

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from app.settings import Settings
-from tests.api import TIMESTAMP, append_ok, assert_problem, fill
+from tests.api import TIMESTAMP, append_ok, assert_problem, client_of, fill
 from tests.support.factories import event_body
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -193,17 +193,12 @@ async def test_wait_returns_empty_when_nothing_arrives(client: httpx.AsyncClient
 
 
 async def test_max_page_size_setting_caps_pages(settings: Settings) -> None:
-    from app.main import create_app
-
     small = settings.model_copy(update={"max_page_size": 2})
-    app = create_app(small)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            body = {"events": [{"type": "T", "data": i} for i in range(5)]}
-            assert (await client.post("/streams/Cap-1", json=body)).status_code == 201
-            page = (await client.get("/events")).json()
-            stream = (await client.get("/streams/Cap-1", params={"limit": 500})).json()
+    async with client_of(small) as client:
+        body = {"events": [{"type": "T", "data": i} for i in range(5)]}
+        assert (await client.post("/streams/Cap-1", json=body)).status_code == 201
+        page = (await client.get("/events")).json()
+        stream = (await client.get("/streams/Cap-1", params={"limit": 500})).json()
     assert [e["position"] for e in page["events"]] == [1, 2]
     assert page["next"] == "/events?after=2&limit=2"
     assert [e["version"] for e in stream["events"]] == [1, 2]

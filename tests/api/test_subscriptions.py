@@ -10,6 +10,7 @@ import pytest
 
 from app.main import create_app
 from app.settings import Settings
+from tests.api import client_of
 from tests.support.factories import append_body, event_body
 
 
@@ -211,16 +212,13 @@ async def test_metrics_report_lag(client: httpx.AsyncClient) -> None:
 
 async def test_metrics_keep_lag_series_for_those_furthest_behind(settings: Settings) -> None:
     few = settings.model_copy(update={"metrics_max_subscriptions": 2})
-    application = create_app(few)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            await append(client, "Order-1", 5)
-            for name, position in [("a", 5), ("b", 1), ("c", 4), ("d", 0), ("e", 5)]:
-                await client.put(f"/subscriptions/{name}", json={})
-                checkpoint = {"position": position}
-                await client.put(f"/subscriptions/{name}/checkpoint", json=checkpoint)
-            text = (await client.get("/metrics")).text
+    async with client_of(few) as client:
+        await append(client, "Order-1", 5)
+        for name, position in [("a", 5), ("b", 1), ("c", 4), ("d", 0), ("e", 5)]:
+            await client.put(f"/subscriptions/{name}", json={})
+            checkpoint = {"position": position}
+            await client.put(f"/subscriptions/{name}/checkpoint", json=checkpoint)
+        text = (await client.get("/metrics")).text
     series = sorted(
         line for line in text.splitlines() if line.startswith("evstore_subscription_lag{")
     )
