@@ -33,9 +33,10 @@ async def read_page(
     deadline = loop.time() + wait
     page = await broadcaster.read_fresh(after, limit, where)  # read-your-writes
     while not page.events and (left := deadline - loop.time()) > 0:
-        if not await broadcaster.wait_beyond(page.next_after, left):
+        cursor, found = await broadcaster.wait_for(page.next_after, where, left)
+        page = await broadcaster.read(cursor, limit, where)
+        if not found:
             break
-        page = await broadcaster.read(page.next_after, limit, where)
     return page
 
 

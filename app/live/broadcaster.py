@@ -18,7 +18,7 @@ import math
 from collections import OrderedDict, deque
 
 from app.domain.errors import StoreUnavailableError
-from app.domain.types import LogFilter, LogPage, RecordedEvent
+from app.domain.types import LogFilter, LogPage, RecordedEvent, category_of
 from app.live.wire import event_message
 from app.store.event_store import EventStore
 
@@ -33,6 +33,23 @@ log = logging.getLogger("evstore.broadcaster")
 # After a failed refill read, the next one comes this soon, doubling up to the last.
 RETRY_FIRST_SECONDS = 0.05
 RETRY_LAST_SECONDS = 1.0
+
+
+# Waiters woken per turn of the event loop (see `Broadcaster._wake`).
+WAKE_SLICE = 256
+
+
+class _Waiter:
+    """A tail or long poll waiting for a match after `cursor`."""
+
+    __slots__ = ("cursor", "matched", "timer", "where", "woken")
+
+    def __init__(self, cursor: int, where: LogFilter, woken: asyncio.Future[None]) -> None:
+        self.cursor = cursor
+        self.where = where
+        self.woken = woken
+        self.timer: asyncio.TimerHandle | None = None
+        self.matched = False  # set by `_dispatch`, before `woken` (which may be a turn later)
 
 
 class Broadcaster:
@@ -53,7 +70,10 @@ class Broadcaster:
         # however many subscribers it goes to.
         self._rendered: OrderedDict[int, bytes] = OrderedDict()
         self._rendered_max = max(cache_size, page_size)
-        self._changed = asyncio.Event()
+        self._everyone: set[_Waiter] = set()  # waiters with no filter
+        self._by_stream: dict[str, set[_Waiter]] = {}
+        self._by_category: dict[str, set[_Waiter]] = {}
+        self._by_type: dict[str, set[_Waiter]] = {}
         self._wanted = asyncio.Event()
         self._resync = False
         self._task: asyncio.Task[None] | None = None
@@ -68,7 +88,7 @@ class Broadcaster:
     def close(self) -> None:
         """Shutdown: every tail and long poll returns at once."""
         self.closing = True
-        self._signal()
+        self._wake_all()
 
     async def stop(self) -> None:
         self.close()
@@ -93,10 +113,6 @@ class Broadcaster:
             self._cache.clear()
             self._cached_bytes = 0
             self.visible = self._target
-
-    def _signal(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
 
     async def _refill_forever(self) -> None:
         backoff = RETRY_FIRST_SECONDS
@@ -130,30 +146,158 @@ class Broadcaster:
             self._keep(page.events)
             self.visible = max(start, page.next_after)
             self._target = max(self._target, page.head)
-            self._signal()
+            self._dispatch(page.events)
 
     async def wait_beyond(self, position: int, max_wait: float) -> bool:
         """Wait until an event after `position` is visible; False on timeout/close.
         `max_wait` may be math.inf (a tail with nothing due): then no timer is armed."""
-        if self.visible > position or self.closing:
-            return self.visible > position
-        self._waiting += 1
+        _, found = await self.wait_for(position, EVERYTHING, max_wait)
+        return found
+
+    async def wait_for(
+        self, position: int, where: LogFilter, max_wait: float, until_moved: bool = False
+    ) -> tuple[int, bool]:
+        """Wait until an event after `position` that `where` matches is visible, or
+        `max_wait` passes (math.inf: no timer), or the broadcaster closes. With
+        `until_moved`, a timeout that finds nothing new visible past `position` waits
+        another `max_wait` (an idle tail looks every so often whether it has a
+        checkpoint to send, and costs one timer callback when it has not).
+
+        Returns `(cursor, found)`: no visible event in (position, cursor] matches, so
+        the caller reads after `cursor`; `found` says a match may follow it. A waiter
+        costs no read and no task wake-up while the new events match nothing: each
+        refill tests them against the waiters' filters in memory (`_dispatch`)."""
+        cursor, found = self._scan(position, where)
+        if found or self.closing or max_wait <= 0:
+            return cursor, found
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(cursor, where, loop.create_future())
+        self._enlist(waiter)
         if self._resync or self._target > self.visible:
             self._wanted.set()  # `wake` skipped the read while nobody waited
+        timer = None
+        if max_wait != math.inf:
+            timer = loop.call_later(max_wait, self._expire, waiter, max_wait, until_moved)
+            waiter.timer = timer
         try:
-            if max_wait == math.inf:
-                await self._wait_past(position)
-            else:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max_wait):
-                        await self._wait_past(position)
+            await waiter.woken
         finally:
-            self._waiting -= 1
-        return self.visible > position
+            if waiter.timer is not None:
+                waiter.timer.cancel()
+            self._discharge(waiter)
+        if waiter.matched:
+            return waiter.cursor, True
+        # Every event that became visible while it waited was tested against its filter.
+        return max(waiter.cursor, self.visible), False
 
-    async def _wait_past(self, position: int) -> None:
-        while self.visible <= position and not self.closing:
-            await self._changed.wait()
+    def _expire(self, waiter: _Waiter, every: float, until_moved: bool) -> None:
+        if waiter.woken.done():
+            return
+        if until_moved and self.visible <= waiter.cursor and not self.closing:
+            loop = asyncio.get_running_loop()
+            waiter.timer = loop.call_later(every, self._expire, waiter, every, until_moved)
+            return
+        waiter.woken.set_result(None)
+
+    def _scan(self, position: int, where: LogFilter) -> tuple[int, bool]:
+        """What the cache says of the visible events after `position`: the cursor
+        past those that do not match, and whether one that does (or one the cache no
+        longer holds, to be read from the database) comes next."""
+        visible = self.visible
+        if visible <= position:
+            return position, False
+        cache = self._cache
+        if not cache or cache[0].position > position + 1:
+            return position, True
+        for i in range(position + 1 - cache[0].position, len(cache)):
+            event = cache[i]
+            if where.matches(event):
+                return event.position - 1, True
+        return visible, False
+
+    def _enlist(self, waiter: _Waiter) -> None:
+        self._waiting += 1
+        where = waiter.where
+        if where.is_empty:
+            self._everyone.add(waiter)
+            return
+        index, keys = self._index_of(where)
+        for key in keys:
+            index.setdefault(key, set()).add(waiter)
+
+    def _index_of(self, where: LogFilter) -> tuple[dict[str, set[_Waiter]], tuple[str, ...]]:
+        """Where a filtered waiter is indexed: under each value of its first list
+        (OR within it; the whole filter is tested on each candidate)."""
+        if where.streams:
+            return self._by_stream, where.streams
+        if where.categories:
+            return self._by_category, where.categories
+        return self._by_type, where.types
+
+    def _discharge(self, waiter: _Waiter) -> None:
+        self._waiting -= 1
+        where = waiter.where
+        if where.is_empty:
+            self._everyone.discard(waiter)
+            return
+        index, keys = self._index_of(where)
+        for key in keys:
+            waiters = index.get(key)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del index[key]
+
+    def _dispatch(self, events: list[RecordedEvent]) -> None:
+        """After a refill: wake the waiters a new event matches. The others stay
+        asleep; their cursor moves with `visible`."""
+        if not events:
+            return
+        due: list[_Waiter] = []
+        last = events[-1].position
+        for waiter in self._everyone:
+            if last > waiter.cursor and not waiter.matched:
+                waiter.matched = True
+                due.append(waiter)
+        by_stream, by_category, by_type = self._by_stream, self._by_category, self._by_type
+        if by_stream or by_category or by_type:
+            for event in events:
+                for index, key in (
+                    (by_stream, event.stream_id),
+                    (by_category, category_of(event.stream_id) if by_category else ""),
+                    (by_type, event.type),
+                ):
+                    candidates = index.get(key)
+                    if not candidates:
+                        continue
+                    for waiter in candidates:
+                        if (
+                            not waiter.matched
+                            and event.position > waiter.cursor
+                            and waiter.where.matches(event)
+                        ):
+                            waiter.matched = True
+                            waiter.cursor = event.position - 1
+                            due.append(waiter)
+        self._wake(due)
+
+    def _wake(self, waiters: list[_Waiter]) -> None:
+        """Resolve the waiters in slices, one slice per turn of the event loop, so
+        that waking thousands of subscribers leaves room for the appends' I/O."""
+        for waiter in waiters[:WAKE_SLICE]:
+            if not waiter.woken.done():
+                waiter.woken.set_result(None)
+        if len(waiters) > WAKE_SLICE:
+            asyncio.get_running_loop().call_soon(self._wake, waiters[WAKE_SLICE:])
+
+    def _wake_all(self) -> None:
+        waiters = list(self._everyone)
+        for index in (self._by_stream, self._by_category, self._by_type):
+            for group in index.values():
+                waiters.extend(group)
+        for waiter in waiters:
+            if not waiter.woken.done():
+                waiter.woken.set_result(None)
 
     def message_for(self, event: RecordedEvent) -> bytes:
         """The event's SSE message, rendered once and shared by every subscriber."""
@@ -181,6 +325,11 @@ class Broadcaster:
             self._cached_bytes -= _size(cache.popleft())
 
     @property
+    def waiters(self) -> int:
+        """Tails and long polls waiting now."""
+        return self._waiting
+
+    @property
     def held_bytes(self) -> int:
         """Bytes of event data the caches hold (events and rendered messages)."""
         return self._cached_bytes + self._rendered_bytes
@@ -193,8 +342,10 @@ class Broadcaster:
     async def read(self, after: int, limit: int, where: LogFilter) -> LogPage:
         """The next page after `after`, for a reader woken by `wait_beyond`: from the
         cache when it holds `after + 1`, else from the database."""
+        if after >= self.visible:
+            return LogPage([], self.visible, after)  # nothing new: `wait_for` said so
         cache = self._cache
-        if cache and cache[0].position <= after + 1 and after < self.visible:
+        if cache and cache[0].position <= after + 1:
             return self._from_cache(after, limit, where)
         return await self.store.read_log(after, limit, where)
 

@@ -17,6 +17,9 @@ from app.domain.types import LogFilter
 from app.live.broadcaster import Broadcaster
 from app.live.wire import message
 
+# How often an idle filtered tail looks whether its cursor has moved (to checkpoint).
+IDLE_RECHECK_SECONDS = 1.0
+
 
 @dataclass(frozen=True, slots=True)
 class TailOptions:
@@ -60,11 +63,19 @@ async def tail(
                     checkpointed_at = time.monotonic()
                     yield message("checkpoint", cursor, f'{{"position":{cursor}}}')
             if not more:
-                # Only a checkpoint still to send needs a timed wake-up; otherwise
-                # the broadcaster wakes us (on a new event or on shutdown).
-                wait = math.inf
-                if caught_up and filtered and cursor > last_id:
-                    wait = max(checkpointed_at + options.checkpoint_seconds - time.monotonic(), 0)
-                await broadcaster.wait_beyond(cursor, wait)
+                # The broadcaster wakes us on a match (or on shutdown); non-matching
+                # events only move the cursor it hands back. A filtered tail also wakes
+                # on a timer: when a checkpoint is due, or (idle) every few seconds
+                # once the cursor has moved, to send one.
+                wait, until_moved = math.inf, False
+                if caught_up and filtered:
+                    if cursor > last_id:
+                        wait = max(
+                            checkpointed_at + options.checkpoint_seconds - time.monotonic(), 0
+                        )
+                    else:
+                        wait = max(options.checkpoint_seconds, IDLE_RECHECK_SECONDS)
+                        until_moved = True
+                cursor, _ = await broadcaster.wait_for(cursor, where, wait, until_moved)
     finally:
         broadcaster.subscribers -= 1

@@ -1,6 +1,7 @@
 """The broadcaster on a real store: no refill read while nobody follows the head, a
-cache that stays contiguous up to `visible` when such a skip races a refill, and a
-failed refill that is retried without waiting for another append."""
+cache that stays contiguous up to `visible` when such a skip races a refill, a
+failed refill that is retried without waiting for another append, and waiters whose
+filters match nothing new that stay asleep and read nothing."""
 
 from __future__ import annotations
 
@@ -144,5 +145,81 @@ async def test_the_caches_are_bounded_in_bytes(store: EventStore) -> None:
         # every position is still served, from the cache or from the database
         for after in range(20):
             assert positions(await broadcaster.read(after, 100, EVERYTHING))[0] == after + 1
+    finally:
+        await broadcaster.stop()
+
+
+async def test_waiters_that_match_nothing_stay_asleep_and_read_nothing(store: EventStore) -> None:
+    watched = WatchedStore(store)
+    broadcaster = Broadcaster(watched, cache_size=100, page_size=10)
+    await broadcaster.start()
+    try:
+        broadcaster.subscribers += 1
+        invoices = LogFilter(categories=("Invoice",))
+        shipped = LogFilter(streams=("Order-1",), types=("Shipped",))
+        sleepers = [
+            asyncio.create_task(broadcaster.wait_for(0, where, math.inf))
+            for where in [invoices] * 100 + [shipped] * 100
+        ]
+        follower = asyncio.create_task(broadcaster.wait_beyond(0, math.inf))
+        await asyncio.sleep(0)  # one turn: every task runs to its first await
+        assert broadcaster.waiters == 201
+        head = await append(store, 5)  # Order-1, type Happened: no sleeper matches
+        broadcaster.wake(head)
+        assert await asyncio.wait_for(follower, DEADLINE)  # the refill is dispatched
+        assert not any(task.done() for task in sleepers)
+        assert watched.reads == 1  # one refill, no read per waiter
+        # An invoice wakes the invoice waiters, each with its cursor before the match.
+        result = await store.append("Invoice-7", [new_event()], ANY_VERSION)
+        position = result.events[0].position
+        broadcaster.wake(position)
+        woken = await asyncio.wait_for(asyncio.gather(*sleepers[:100]), DEADLINE)
+        assert set(woken) == {(position - 1, True)}
+        page = await broadcaster.read(position - 1, 10, invoices)
+        assert (positions(page), watched.reads) == ([position], 2)
+        assert not any(task.done() for task in sleepers[100:])
+        # Closing returns the others with a cursor past everything they were shown.
+        broadcaster.close()
+        rest = await asyncio.wait_for(asyncio.gather(*sleepers[100:]), DEADLINE)
+        assert set(rest) == {(position, False)}
+        assert watched.reads == 2
+    finally:
+        await broadcaster.stop()
+
+
+async def test_a_match_in_the_cache_is_found_without_waiting(store: EventStore) -> None:
+    watched = WatchedStore(store)
+    broadcaster = Broadcaster(watched, cache_size=100, page_size=10)
+    await broadcaster.start()
+    try:
+        broadcaster.subscribers += 1
+        follower = asyncio.create_task(broadcaster.wait_beyond(0, math.inf))
+        await store.append("Order-1", [new_event(), new_event("Shipped")], ANY_VERSION)
+        broadcaster.wake(2)
+        assert await asyncio.wait_for(follower, DEADLINE)
+        shipped = LogFilter(types=("Shipped",))
+        assert await broadcaster.wait_for(0, shipped, math.inf) == (1, True)
+        assert await broadcaster.wait_for(2, shipped, 0) == (2, False)
+        assert await broadcaster.wait_for(0, LogFilter(types=("Paid",)), 0) == (2, False)
+        assert watched.reads == 1
+    finally:
+        await broadcaster.stop()
+
+
+async def test_thousands_of_waiters_are_all_woken(store: EventStore) -> None:
+    """Wake-ups go out in slices, one per turn of the event loop: none is forgotten."""
+    broadcaster = Broadcaster(WatchedStore(store), cache_size=100, page_size=10)
+    await broadcaster.start()
+    try:
+        broadcaster.subscribers += 1
+        waiters = [
+            asyncio.create_task(broadcaster.wait_for(0, where, math.inf))
+            for where in [EVERYTHING] * 700 + [LogFilter(streams=("Order-1",))] * 700
+        ]
+        await asyncio.sleep(0)
+        assert broadcaster.waiters == 1400
+        head = await append(store, 1)
+        broadcaster.wake(head)
+        assert set(await asyncio.wait_for(asyncio.gather(*waiters), DEADLINE)) == {(0, True)}
     finally:
         await broadcaster.stop()
