@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(64, ge=2)
     max_name_length: int = Field(200, ge=1, le=200)
     max_page_size: int = Field(1000, ge=1)
+    max_page_bytes: int = Field(
+        4 * MiB,
+        ge=1024,
+        description="data and metadata in one page of events: a page ends early past it",
+    )
     metrics_max_subscriptions: int = Field(
         100,
         ge=0,

@@ -20,11 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
 from app.api.log_format import JsonFormatter, TextFormatter, log_config
 from app.store.engine import sync_url
-from app.store.migrations import check_schema
+from app.store.migrations import alembic_config, check_schema
 from tests.conftest import pg_url
 
 EVSTORE = str(Path(sys.executable).with_name("evstore"))
@@ -188,9 +189,10 @@ def test_no_migration_on_start_leaves_no_file_behind(tmp_path: Path) -> None:
     url = f"sqlite:///{database}"
     result = evstore(tmp_path, "serve", database_url=url, migrate_on_start="false")
     assert result.returncode == 1
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
     assert one_line(result) == (
         f"evstore: the database {url} does not exist; database schema is at revision none, "
-        "this version needs 0001: run `evstore migrate` (or start with "
+        f"this version needs {head}: run `evstore migrate` (or start with "
         "EVSTORE_MIGRATE_ON_START=true)"
     )
     assert list(tmp_path.iterdir()) == []

@@ -41,7 +41,16 @@ IfNoneMatch = Annotated[
         "when the stream is still at version N.",
     ),
 ]
-Limit = Annotated[int, Query(ge=1, le=1000, description="page size, 1 to 1000")]
+Limit = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=1000,
+        description="page size, 1 to 1000; a page of events also ends early once its data "
+        "and metadata pass max_page_bytes (4 MiB by default; always one event at least), "
+        "and `next` goes on from there",
+    ),
+]
 Position = Annotated[int, Query(ge=0, le=MAX_POSITION, description="a global position")]
 StreamFilter = Annotated[
     list[str] | None,

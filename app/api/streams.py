@@ -114,7 +114,7 @@ async def _stream_page(
             return 304, {"ETag": pre.etag(version)}, ""
     backward = direction is Direction.backward
     page = await store.read_stream(stream_id, start, limit, backward)
-    full = len(page.events) == limit
+    full = page.cut or len(page.events) == limit
     headers = {"ETag": pre.etag(page.version), "Cache-Control": NO_CACHE}
     next_url = None
     if full:

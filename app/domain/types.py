@@ -109,11 +109,13 @@ class StreamInfo:
 
 @dataclass(frozen=True, slots=True)
 class StreamPage:
-    """One page of a stream read; `version` is the stream's version at read time."""
+    """One page of a stream read; `version` is the stream's version at read time;
+    `cut` says the page ended early at the byte budget (more events follow)."""
 
     stream_id: str
     version: int
     events: list[RecordedEvent]
+    cut: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,11 +77,12 @@ PG_WRITE_BATCH = """
         UPDATE log_head SET position = position + %(n)s WHERE id = 1 RETURNING position
     ), inserted AS (
         INSERT INTO events (position, event_id, stream_id, category, version, type,
-                            data, metadata, recorded_at)
+                            data, metadata, recorded_at, size)
         SELECT head.position - %(n)s + e.o, e.i, e.s, e.c, e.v, e.t,
-               COALESCE(e.d, 'null'), e.m, %(now)s
+               COALESCE(e.d, 'null'), e.m, %(now)s, e.z
         FROM head, jsonb_to_recordset(%(events)s::jsonb)
-             AS e(o bigint, i uuid, s text, c text, v bigint, t text, d jsonb, m jsonb)
+             AS e(o bigint, i uuid, s text, c text, v bigint, t text, d jsonb, m jsonb,
+                  z bigint)
         RETURNING position
     )
     SELECT (SELECT count(*) FROM created),
@@ -100,7 +101,8 @@ def _events_json(appends: Sequence[tuple[str, int, Sequence[NewEvent]]]) -> str:
             o += 1
             parts.append(
                 f'{{"o":{o},"i":"{e.id}","s":"{stream_id}","c":"{category}","v":{base + i},'
-                f'"t":"{e.type}","d":{e.data},"m":{e.metadata}}}'
+                f'"t":"{e.type}","d":{e.data},"m":{e.metadata},'
+                f'"z":{len(e.data) + len(e.metadata)}}}'
             )
     return "[" + ",".join(parts) + "]"
 
@@ -218,6 +220,7 @@ async def insert_batch(
                 "data": e.data,
                 "metadata": e.metadata,
                 "recorded_at": now,
+                "size": len(e.data) + len(e.metadata),
             }
             for (stream_id, version, e), position in zip(rows, positions, strict=True)
         ],

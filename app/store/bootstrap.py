@@ -58,7 +58,7 @@ async def open_store(
         db=db,
         notifier=notifier,
         writer=writer,
-        events=EventStore(db, writer),
+        events=EventStore(db, writer, settings.max_page_bytes),
         snapshots=SnapshotStore(db),
         subscriptions=SubscriptionStore(db),
     )

@@ -27,9 +27,12 @@ from app.store.writer import Writer
 class EventStore:
     """Appends and reads over one database; one per process."""
 
-    def __init__(self, db: Database, writer: Writer) -> None:
+    def __init__(self, db: Database, writer: Writer, page_bytes: int = 4 << 20) -> None:
         self.db = db
         self.writer = writer
+        # Pages of events end early once their data and metadata pass this many bytes
+        # (always holding one event): a page of big events is never a huge body.
+        self.page_bytes = page_bytes
 
     async def append(
         self, stream_id: str, new: Sequence[NewEvent], expected: ExpectedVersion
@@ -59,13 +62,17 @@ class EventStore:
                 # so the page is complete up to that version).
                 version = await queries.stream_version(conn, stream_id)
                 first = version if start is None else min(start, version)
-                page = await queries.stream_events(conn, stream_id, first, limit, True)
+                page, cut = await queries.stream_events(
+                    conn, stream_id, first, limit, True, self.page_bytes
+                )
             else:
-                page = await queries.stream_events(conn, stream_id, start or 1, limit, False)
+                page, cut = await queries.stream_events(
+                    conn, stream_id, start or 1, limit, False, self.page_bytes
+                )
                 version = await queries.stream_version(conn, stream_id)
         if not version:
             raise StreamNotFoundError(stream_id)
-        return StreamPage(stream_id, version, page)
+        return StreamPage(stream_id, version, page, cut)
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's version, 0 when it has no events."""
@@ -87,13 +94,15 @@ class EventStore:
         return found
 
     async def read_log(self, after: int, limit: int, where: LogFilter) -> LogPage:
-        """Events after `after` in position order, at most `limit`, matching `where`.
-        The head is read first: every position up to it is committed and visible."""
+        """Events after `after` in position order, at most `limit` and about
+        `page_bytes`, matching `where`. The head is read first: every position up to
+        it is committed and visible."""
         async with self.db.connect() as conn:
             head = await queries.head(conn)
-            found = await queries.log_events(conn, after, head, limit, where)
-        # A short page means everything up to the head was scanned.
-        next_after = found[-1].position if len(found) == limit else max(after, head)
+            found, cut = await queries.log_events(conn, after, head, limit, where, self.page_bytes)
+        # A short page that was not cut means everything up to the head was scanned.
+        full = cut or len(found) == limit
+        next_after = found[-1].position if full else max(after, head)
         return LogPage(found, head, next_after)
 
     async def list_streams(

@@ -7,6 +7,7 @@ filtered reader never scans the table, however rare its matches.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -35,16 +36,64 @@ def _stamp_text(column: Any, dialect: str) -> Any:
 
 def event_columns(dialect: str) -> tuple[Any, ...]:
     """The columns of a RecordedEvent, in its field order, all as text or integers."""
+    return _as_recorded(events.c, dialect)
+
+
+def _as_recorded(c: Any, dialect: str) -> tuple[Any, ...]:
     return (
-        sa.cast(events.c.event_id, sa.Text),
-        events.c.stream_id,
-        events.c.type,
-        events.c.version,
-        events.c.position,
-        sa.cast(events.c.data, sa.Text),
-        sa.cast(events.c.metadata, sa.Text),
-        _stamp_text(events.c.recorded_at, dialect),
+        sa.cast(c.event_id, sa.Text),
+        c.stream_id,
+        c.type,
+        c.version,
+        c.position,
+        sa.cast(c.data, sa.Text),
+        sa.cast(c.metadata, sa.Text),
+        _stamp_text(c.recorded_at, dialect),
     )
+
+
+RAW_COLUMNS = (
+    events.c.event_id,
+    events.c.stream_id,
+    events.c.type,
+    events.c.version,
+    events.c.position,
+    events.c.data,
+    events.c.metadata,
+    events.c.recorded_at,
+    events.c.size,
+)
+
+
+def bounded(
+    page: sa.Select[Any], dialect: str, backward: bool = False, budget: int | None = None
+) -> sa.Select[Any]:
+    """`page` (a query of RAW_COLUMNS bounded in rows, in page order) cut where its
+    events pass the byte budget (`budget`, or else the bind parameter `budget` of the
+    statements compiled once): the rows whose running total
+    of sizes stays within it, and always the first. Each row also carries how many rows
+    `page` had, so the caller knows whether the page was cut. The data is cast to text
+    only in the outermost select, so rows past the budget are never converted."""
+    inner = page.subquery()
+    order = inner.c.position.desc() if backward else inner.c.position
+    windowed = sa.select(
+        *inner.c,
+        sa.func.sum(inner.c.size).over(order_by=order).label("running"),
+        sa.func.row_number().over(order_by=order).label("row"),
+        sa.func.count().over().label("total"),
+    ).subquery()
+    w = windowed.c
+    limit: Any = sa.bindparam("budget") if budget is None else sa.literal_column(str(int(budget)))
+    return (
+        sa.select(*_as_recorded(w, dialect), w.total)
+        .where(sa.or_(w.running <= limit, w.row == 1))
+        .order_by(w.position.desc() if backward else w.position)
+    )
+
+
+def cut(rows: driver.Rows) -> bool:
+    """Whether a page of `bounded` ended early at the byte budget."""
+    return bool(rows) and len(rows) < rows[0][8]
 
 
 def stored_timestamp(text: str) -> str:
@@ -72,6 +121,10 @@ def _select_events(dialect: str) -> sa.Select[Any]:
     return sa.select(*event_columns(dialect))
 
 
+def _select_raw() -> sa.Select[Any]:
+    return sa.select(*RAW_COLUMNS)
+
+
 async def head(conn: AsyncConnection) -> int:
     rows = await driver.fetch(conn, sa.select(log_head.c.position), {}, shape="head")
     return int(rows[0][0])
@@ -84,9 +137,10 @@ async def stream_version(conn: AsyncConnection, stream_id: str) -> int:
 
 
 async def stream_events(
-    conn: AsyncConnection, stream_id: str, start: int, limit: int, backward: bool
-) -> list[RecordedEvent]:
-    """Up to `limit` events from version `start` (inclusive), forward or backward.
+    conn: AsyncConnection, stream_id: str, start: int, limit: int, backward: bool, budget: int
+) -> tuple[list[RecordedEvent], bool]:
+    """Up to `limit` events from version `start` (inclusive), forward or backward, cut
+    at `budget` bytes (see `bounded`); and whether the page was cut.
 
     Versions are dense (1..version), so the page is exactly the versions in
     [start, start + limit - 1] (backward: [start - limit + 1, start]): the query names
@@ -95,9 +149,19 @@ async def stream_events(
     stream and a sort, hundreds of times slower than reading one page."""
     low, high = (start - limit + 1, start) if backward else (start, start + limit - 1)
     high = min(high, MAX_VERSION)
+    query = _stream_page_query(conn.dialect.name, backward)
+    params = {"stream_id": stream_id, "low": low, "high": high, "budget": budget}
+    shape = "stream_backward" if backward else "stream_forward"
+    rows = await driver.fetch(conn, query, params, shape=shape)
+    return to_events(rows), cut(rows)
+
+
+@functools.cache
+def _stream_page_query(dialect: str, backward: bool) -> sa.Select[Any]:
+    # Built once: building the statement costs more than running it.
     version = events.c.version
-    query = (
-        _select_events(conn.dialect.name)
+    page = (
+        _select_raw()
         .where(
             events.c.stream_id == sa.bindparam("stream_id"),
             version >= sa.bindparam("low"),
@@ -105,9 +169,20 @@ async def stream_events(
         )
         .order_by(version.desc() if backward else version)
     )
-    params = {"stream_id": stream_id, "low": low, "high": high}
-    shape = "stream_backward" if backward else "stream_forward"
-    return to_events(await driver.fetch(conn, query, params, shape=shape))
+    return bounded(page, dialect, backward)
+
+
+@functools.cache
+def _log_page_query(dialect: str) -> sa.Select[Any]:
+    page = (
+        _select_raw()
+        .where(
+            events.c.position > sa.bindparam("after"),
+            events.c.position <= sa.bindparam("last"),
+        )
+        .order_by(events.c.position)
+    )
+    return bounded(page, dialect)
 
 
 async def event_at_version(
@@ -130,10 +205,10 @@ async def event_at_position(conn: AsyncConnection, position: int) -> RecordedEve
 
 
 def filtered_log_query(
-    dialect: str, after: int, head: int, limit: int, where: LogFilter
+    dialect: str, after: int, head: int, limit: int, where: LogFilter, budget: int
 ) -> sa.Select[Any]:
     """The filtered log query, with its values in it (its shape varies with them)."""
-    base = _select_events(dialect).where(events.c.position > after, events.c.position <= head)
+    base = _select_raw().where(events.c.position > after, events.c.position <= head)
     # The first non-empty filter drives the index; the others are plain conditions.
     filters = [
         (events.c.stream_id, where.streams),
@@ -150,35 +225,30 @@ def filtered_log_query(
     ]
     if len(parts) == 1:
         only = parts[0]
-        return sa.select(*only.c).order_by(only.c.position)
+        return bounded(sa.select(*only.c).order_by(only.c.position), dialect, budget=budget)
     merged = sa.union_all(*(sa.select(*part.c) for part in parts)).subquery()
-    return sa.select(*merged.c).order_by(merged.c.position).limit(limit)
+    page = sa.select(*merged.c).order_by(merged.c.position).limit(limit)
+    return bounded(page, dialect, budget=budget)
 
 
 async def log_events(
-    conn: AsyncConnection, after: int, head: int, limit: int, where: LogFilter
-) -> list[RecordedEvent]:
+    conn: AsyncConnection, after: int, head: int, limit: int, where: LogFilter, budget: int
+) -> tuple[list[RecordedEvent], bool]:
+    """Up to `limit` events after `after` up to `head` that `where` matches, cut at
+    `budget` bytes; and whether the page was cut."""
     if head <= after:
-        return []
+        return [], False
     if where.is_empty:
         # Positions are dense (1..head): the page is exactly (after, after + limit],
         # and naming that range keeps the plan an index range scan of `limit` rows
         # whatever the statistics say (see stream_events).
-        query = (
-            _select_events(conn.dialect.name)
-            .where(
-                events.c.position > sa.bindparam("after"),
-                events.c.position <= sa.bindparam("last"),
-            )
-            .order_by(events.c.position)
-        )
-        params = {"after": after, "last": min(head, after + limit)}
-        return to_events(await driver.fetch(conn, query, params, shape="log"))
-    return to_events(
-        await driver.fetch(
-            conn, filtered_log_query(conn.dialect.name, after, head, limit, where), {}
-        )
-    )
+        query = _log_page_query(conn.dialect.name)
+        params = {"after": after, "last": min(head, after + limit), "budget": budget}
+        rows = await driver.fetch(conn, query, params, shape="log")
+    else:
+        query = filtered_log_query(conn.dialect.name, after, head, limit, where, budget)
+        rows = await driver.fetch(conn, query, {})
+    return to_events(rows), cut(rows)
 
 
 def _prefix_upper(prefix: str) -> str:

@@ -47,6 +47,8 @@ events = sa.Table(
     sa.Column("data", Json, nullable=False),
     sa.Column("metadata", Json, nullable=False),
     sa.Column("recorded_at", Timestamp, nullable=False),
+    # Characters of the data and metadata JSON (bytes for ASCII): pages are bounded by it.
+    sa.Column("size", sa.BigInteger, nullable=False, server_default="0"),
     sa.UniqueConstraint("event_id", name="events_event_id_key"),
     sa.UniqueConstraint("stream_id", "version", name="events_stream_id_version_key"),
 )

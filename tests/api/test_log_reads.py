@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from app.settings import Settings
-from tests.api import TIMESTAMP, append_ok, assert_problem, client_of, fill
+from tests.api import TIMESTAMP, append_ok, assert_problem, client_of, fill, log_head
 from tests.support.factories import event_body
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -202,3 +202,50 @@ async def test_max_page_size_setting_caps_pages(settings: Settings) -> None:
     assert [e["position"] for e in page["events"]] == [1, 2]
     assert page["next"] == "/events?after=2&limit=2"
     assert [e["version"] for e in stream["events"]] == [1, 2]
+
+
+async def walk(client: httpx.AsyncClient, url: str) -> list[list[int]]:
+    """Follow `next` from `url` until a page is empty (or has no next); the positions
+    of each page."""
+    pages: list[list[int]] = []
+    while url:
+        response = await client.get(url)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if not body["events"]:
+            break
+        pages.append([e["position"] for e in body["events"]])
+        url = body["next"]
+    return pages
+
+
+async def test_pages_are_bounded_in_bytes(settings: Settings) -> None:
+    """A page ends early when the next event would pass max_page_bytes (an event
+    bigger than the budget comes alone), and paging on sees every event once."""
+    small = settings.model_copy(update={"max_page_bytes": 1024})
+    pad = "x" * 400  # each event's data and metadata: 411 characters
+    async with client_of(small) as client:
+        for i in range(7):
+            await append_ok(client, "Big-1", event_body(data={"p": pad}))
+            await append_ok(client, "Small-1", event_body(data=i))
+        await append_ok(client, "Big-1", event_body(data={"p": "y" * 3000}))
+        await append_ok(client, "Big-1", event_body(data={"p": pad}))
+        head = await log_head(client)
+        whole = await walk(client, "/events?limit=100")
+        filtered = await walk(client, "/events?limit=100&stream=Big-1")
+        forward = await walk(client, "/streams/Big-1?limit=100")
+        backward = await walk(client, "/streams/Big-1?limit=100&direction=backward")
+        single = (await client.get("/streams/Big-1", params={"from": 8, "limit": 100})).json()
+    big = [p for page in filtered for p in page]
+    assert [p for page in whole for p in page] == list(range(1, head + 1))
+    assert big == [1, 3, 5, 7, 9, 11, 13, 15, 16]
+    assert [p for page in forward for p in page] == big
+    assert [p for page in backward for p in page] == big[::-1]
+    # 411 + 3 + 411 + 3 characters; a fifth event would pass 1024
+    assert whole == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14], [15], [16]]
+    for pages in (filtered, forward, backward):
+        assert max(map(len, pages)) <= 2, pages  # 3 events of 411 pass 1024
+        assert [15] in pages, pages  # the 3 KB event, alone
+    assert len(forward) == 6 and len(filtered) == 6  # 2+2+2+1 (cut), 1 (big), 1
+    assert [e["version"] for e in single["events"]] == [8]
+    assert single["next"] == "/streams/Big-1?from=9&limit=100"

@@ -31,7 +31,9 @@ from tests.support.factories import new_event
 async def test_filtered_read_plan_uses_the_filter_index(
     store: EventStore, where: LogFilter, index: str
 ) -> None:
-    query = filtered_log_query(store.db.dialect, after=10, head=1_000_000, limit=100, where=where)
+    query = filtered_log_query(
+        store.db.dialect, after=10, head=1_000_000, limit=100, where=where, budget=1 << 20
+    )
     sql = str(query.compile(store.db.engine, compile_kwargs={"literal_binds": True}))
     async with store.db.engine.connect() as conn:
         if store.db.dialect == "postgresql":
