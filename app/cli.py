@@ -178,7 +178,7 @@ def serve(settings: Settings) -> int:
         return fail(problem)
     os.environ["EVSTORE_MIGRATE_ON_START"] = "false"
     uvicorn.run(
-        "app.main:create_app",
+        "app.main:create_served_app",
         factory=True,
         host=settings.host,
         port=settings.port,

@@ -35,7 +35,11 @@ from bench.common import database, median, percentile, rss_bytes, server, uvicor
 class Subscriber(asyncio.Protocol):
     """GET /events/live and note the arrival time of every event id."""
 
-    def __init__(self, arrivals: dict[int, float], caught_up: asyncio.Event) -> None:
+    def __init__(
+        self, arrivals: dict[int, float], caught_up: asyncio.Event, path: str = "/events/live"
+    ) -> None:
+        self.path = path
+        self.lost = False
         self.arrivals = arrivals
         self.caught_up = caught_up
         self.buffer = b""
@@ -43,7 +47,7 @@ class Subscriber(asyncio.Protocol):
         self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        request = b"GET /events/live HTTP/1.1\r\nHost: bench\r\n\r\n"
+        request = f"GET {self.path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
         transport.write(request)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
@@ -72,6 +76,7 @@ class Subscriber(asyncio.Protocol):
         self.buffer = buffer[start:]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
         if not self.closed.done():
             self.closed.set_result(None)
 
