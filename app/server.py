@@ -94,6 +94,9 @@ def _settings() -> Settings:
     return Settings()  # read once per worker process
 
 
+WRITE_THROUGH_BYTES = 64 * 1024
+
+
 class CoalescingTransport:
     """A transport whose writes within one turn of the event loop go out together, at
     the end of that turn; everything else is the wrapped transport's."""
@@ -104,6 +107,13 @@ class CoalescingTransport:
         self._pending: list[bytes] | None = None
 
     def write(self, data: bytes) -> None:
+        if len(data) >= WRITE_THROUGH_BYTES:
+            # A big write goes out now, so that the transport's flow control (pausing
+            # the sender while the client does not read) sees it at once.
+            self._flush()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+            return
         if self._pending is None:
             self._pending = [data]
             self._loop.call_soon(self._flush)

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
         description="data and metadata the group-commit writer puts in one transaction",
     )
 
+    send_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="drop a client that reads nothing of a response (above 256 KiB) this long",
+    )
     live_keepalive_seconds: float = Field(15.0, gt=0, description="SSE comment interval")
     live_send_timeout_seconds: float = Field(
         30.0, gt=0, description="disconnect an SSE client that stops reading this long"

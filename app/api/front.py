@@ -3,7 +3,8 @@
 `build_front` is the middleware stack (what starlette's `build_middleware_stack`
 builds for an ordinary app), from the outside in:
 
-1. `ObserveMiddleware`: the request id, the access line and the request metrics;
+1. `ObserveMiddleware`: the request id, the access line, the request metrics, and big
+   bodies sent in chunks with a send timeout;
 2. `BodyLimit`: a declared Content-Length over max_body_bytes is a 413 at once;
 3. whatever is registered with `app.add_middleware`, in registration order
    (authentication and CORS go here);
@@ -43,4 +44,4 @@ def build_front(
     for cls, args, kwargs in reversed(registered):
         app = cls(app, *args, **kwargs)
     app = BodyLimit(app, settings.max_body_bytes)
-    return ObserveMiddleware(app, metrics)
+    return ObserveMiddleware(app, metrics, settings.send_timeout_seconds)

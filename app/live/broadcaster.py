@@ -7,6 +7,11 @@ new events once, and every subscriber at the head is served from the cache; a
 subscriber behind the cache reads its own pages from the database. When nobody
 follows, `visible` jumps to the new head and the cache is dropped, without a read.
 Subscribers hold nothing but a cursor and one page.
+
+Waiters (`wait_for`) are indexed by their filter; after each refill the new events
+are tested against them in memory and only those a new event matches are woken. The
+others sleep on, costing neither a read nor a task wake-up, and when they do return
+(timer, shutdown) their cursor has moved past every event they were shown.
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ class Broadcaster:
         self._task: asyncio.Task[None] | None = None
         self.closing = False
         self.subscribers = 0  # live tails, counted by app.live.tail
-        self._waiting = 0  # callers inside wait_beyond
+        self._waiting = 0  # callers inside wait_for
 
     async def start(self) -> None:
         self.visible = self._target = await self.store.head()
@@ -340,7 +345,7 @@ class Broadcaster:
         return await self.store.read_log(after, limit, where)
 
     async def read(self, after: int, limit: int, where: LogFilter) -> LogPage:
-        """The next page after `after`, for a reader woken by `wait_beyond`: from the
+        """The next page after `after`, for a reader woken by `wait_for`: from the
         cache when it holds `after + 1`, else from the database."""
         if after >= self.visible:
             return LogPage([], self.visible, after)  # nothing new: `wait_for` said so

@@ -205,3 +205,36 @@ def test_connections_beyond_the_limit_get_a_503_problem(database_url: str, tmp_p
         problem = json.loads(body)
         assert (problem["type"], problem["status"]) == ("/problems/unavailable", 503)
         assert httpx.get(server.url + "/health").status_code == 200  # below the limit again
+
+
+@sqlite_only
+def test_a_client_that_stops_reading_a_big_page_is_dropped(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A response above 256 KiB goes out in chunks, each within send_timeout_seconds:
+    a client that reads nothing is dropped having been sent a chunk or two, not the
+    whole page (which the server would otherwise hold for as long as it stays). The
+    page is bigger than the 4 MB the kernel may buffer for the socket."""
+    settings = {"send_timeout_seconds": 0.5, "max_page_bytes": 32 << 20}
+    with serving(database_url, tmp_path / "server.log", **settings) as server:
+        big = {"events": [{"type": "Big", "data": {"pad": "x" * 900_000}} for _ in range(3)]}
+        for _ in range(5):
+            response = httpx.post(server.url + "/streams/Big-1", json=big, timeout=30)
+            assert response.status_code == 201
+        whole = len(httpx.get(server.url + "/streams/Big-1", timeout=30).content)
+        host, port = server.url.removeprefix("http://").split(":")
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.settimeout(SOCKET_TIMEOUT)
+        with stalled:
+            stalled.connect((host, int(port)))
+            stalled.sendall(b"GET /streams/Big-1 HTTP/1.1\r\nHost: evstore\r\n\r\n")
+            deadline = time.monotonic() + SOCKET_TIMEOUT
+            # the server's log is the other process's state: poll it
+            while "dropped a client that read nothing" not in server.output():
+                assert time.monotonic() < deadline, server.output()[-2000:]
+                time.sleep(0.05)
+            received = read_until_closed(stalled)  # what was buffered, then the close
+        assert received.startswith(b"HTTP/1.1 200 ")
+        assert whole > 13_000_000 and len(received) < whole // 2, (len(received), whole)
+        assert httpx.get(server.url + "/health").status_code == 200
