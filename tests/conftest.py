@@ -2,6 +2,8 @@
 
 Alembic migrates one template per backend per session; each test then gets a copy
 (PostgreSQL: CREATE DATABASE ... TEMPLATE; SQLite: a file copy), dropped afterwards.
+On PostgreSQL a copy takes about 0.4 s (most of it waiting on the WAL), so the next
+copy is made, and the last one dropped, in a background thread while a test runs.
 Set EVSTORE_REQUIRE_POSTGRES=1 (CI does) to fail instead of skip when PostgreSQL is
 not reachable at EVSTORE_TEST_POSTGRES_URL.
 """
@@ -14,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +82,38 @@ def wait_for_postgres(
             time.sleep(0.5)  # polling a server that is not up yet; bounded by the deadline
 
 
+class Copies:
+    """Copies of a template database made one ahead, and dropped, by one background
+    thread: `take` hands over the copy made while the previous test ran."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="pg-copies")
+        self.next: Future[str] | None = None
+
+    def take(self) -> str:
+        made = self.next or self.worker.submit(create_pg_database, self.template)
+        self.next = self.worker.submit(create_pg_database, self.template)
+        return made.result()
+
+    def give_back(self, name: str) -> None:
+        self.worker.submit(drop_pg_database, name)
+
+    def close(self) -> None:
+        if self.next is not None:
+            self.give_back(self.next.result())
+        self.worker.shutdown(wait=True)
+
+
+@pytest.fixture(scope="session")
+def pg_copies(pg_template: str) -> Iterator[Copies]:
+    copies = Copies(pg_template)
+    try:
+        yield copies
+    finally:
+        copies.close()
+
+
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
     try:
@@ -142,11 +177,12 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
         shutil.copyfile(template, path)
         yield f"sqlite:///{path}"
         return
-    name = create_pg_database(request.getfixturevalue("pg_template"))
+    copies: Copies = request.getfixturevalue("pg_copies")
+    name = copies.take()
     try:
         yield pg_url(name)
     finally:
-        drop_pg_database(name)
+        copies.give_back(name)
 
 
 @pytest.fixture
