@@ -10,6 +10,7 @@ not reachable at EVSTORE_TEST_POSTGRES_URL.
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import threading
@@ -83,25 +84,27 @@ def wait_for_postgres(
 
 
 class Copies:
-    """Copies of a template database made one ahead, and dropped, by one background
-    thread: `take` hands over the copy made while the previous test ran."""
+    """Copies of a template database made ahead, and dropped, by background threads:
+    `take` hands over a copy made while earlier tests ran."""
+
+    AHEAD = 2
 
     def __init__(self, template: str) -> None:
         self.template = template
-        self.worker = ThreadPoolExecutor(1, thread_name_prefix="pg-copies")
-        self.next: Future[str] | None = None
+        self.worker = ThreadPoolExecutor(self.AHEAD, thread_name_prefix="pg-copies")
+        self.ahead: collections.deque[Future[str]] = collections.deque()
 
     def take(self) -> str:
-        made = self.next or self.worker.submit(create_pg_database, self.template)
-        self.next = self.worker.submit(create_pg_database, self.template)
-        return made.result()
+        while len(self.ahead) <= self.AHEAD:
+            self.ahead.append(self.worker.submit(create_pg_database, self.template))
+        return self.ahead.popleft().result()
 
     def give_back(self, name: str) -> None:
         self.worker.submit(drop_pg_database, name)
 
     def close(self) -> None:
-        if self.next is not None:
-            self.give_back(self.next.result())
+        while self.ahead:
+            self.give_back(self.ahead.popleft().result())
         self.worker.shutdown(wait=True)
 
 
