@@ -4,7 +4,9 @@ error; a statement that is simply wrong stays a bug (untranslated, a 500)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,12 +84,19 @@ async def test_a_database_that_cannot_be_reached_is_unavailable(
         url = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"  # nothing listens
     else:
         url = f"sqlite:///{tmp_path}/no/such/folder/evstore.db"
+    before = set(threading.enumerate())
     db = Database(create_engine(settings.model_copy(update={"database_url": url})), 5.0)
     try:
         with pytest.raises(StoreUnavailableError):
             await db.head()
     finally:
         await db.dispose()
+        # aiosqlite ends a failed connect on its own thread and then reports to this
+        # event loop: wait for that thread while the loop still runs, or its report
+        # fails on a closed loop during some later test.
+        for thread in set(threading.enumerate()) - before:
+            if "_connection_worker_thread" in thread.name:
+                await asyncio.to_thread(thread.join, 10)
 
 
 @pytest.mark.postgres_only
