@@ -153,12 +153,6 @@ class Broadcaster:
             self._target = max(self._target, page.head)
             self._dispatch(page.events)
 
-    async def wait_beyond(self, position: int, max_wait: float) -> bool:
-        """Wait until an event after `position` is visible; False on timeout/close.
-        `max_wait` may be math.inf (a tail with nothing due): then no timer is armed."""
-        _, found = await self.wait_for(position, EVERYTHING, max_wait)
-        return found
-
     async def wait_for(
         self, position: int, where: LogFilter, max_wait: float, until_moved: bool = False
     ) -> tuple[int, bool]:

@@ -47,6 +47,12 @@ async def append(store: EventStore, n: int) -> int:
     return result.events[-1].position
 
 
+async def beyond(broadcaster: Broadcaster, position: int, max_wait: float) -> bool:
+    """Whether an event after `position` became visible within `max_wait`."""
+    _, found = await broadcaster.wait_for(position, EVERYTHING, max_wait)
+    return found
+
+
 def positions(page: LogPage) -> list[int]:
     return [e.position for e in page.events]
 
@@ -63,7 +69,7 @@ async def test_nobody_follows_so_visible_jumps_without_a_read(store: EventStore)
         assert watched.reads == 1
         # A tail follows: the next wake-up reads once, and readers share the cache.
         broadcaster.subscribers += 1
-        waiter = asyncio.create_task(broadcaster.wait_beyond(head, math.inf))
+        waiter = asyncio.create_task(beyond(broadcaster, head, math.inf))
         head = await append(store, 3)
         broadcaster.wake(head)
         assert await asyncio.wait_for(waiter, DEADLINE)
@@ -92,7 +98,7 @@ async def test_a_skip_during_a_refill_leaves_no_gap_in_the_cache(store: EventSto
         watched.held = False
         watched.gate.set()  # the stale page (1-3) arrives now: it must not be cached
         broadcaster.subscribers += 1
-        follower = asyncio.create_task(broadcaster.wait_beyond(second, math.inf))
+        follower = asyncio.create_task(beyond(broadcaster, second, math.inf))
         third = await append(store, 2)
         broadcaster.wake(third)
         assert await asyncio.wait_for(follower, DEADLINE)
@@ -109,7 +115,7 @@ async def test_a_failed_refill_is_retried_without_another_append(store: EventSto
     await broadcaster.start()
     try:
         broadcaster.subscribers += 1  # a tail follows the head
-        follower = asyncio.create_task(broadcaster.wait_beyond(0, math.inf))
+        follower = asyncio.create_task(beyond(broadcaster, 0, math.inf))
         watched.failures = 3
         head = await append(store, 2)
         broadcaster.wake(head)
@@ -134,10 +140,10 @@ async def test_the_caches_are_bounded_in_bytes(store: EventStore) -> None:
             result = await store.append(
                 "Big-1", [new_event(data=big) for _ in range(5)], ANY_VERSION
             )
-            follower = asyncio.create_task(broadcaster.wait_beyond(0, math.inf))
+            follower = asyncio.create_task(beyond(broadcaster, 0, math.inf))
             broadcaster.wake(result.events[-1].position)
             assert await asyncio.wait_for(follower, DEADLINE)
-        await asyncio.wait_for(broadcaster.wait_beyond(19, 10.0), DEADLINE)
+        await asyncio.wait_for(beyond(broadcaster, 19, 10.0), DEADLINE)
         for position in range(1, 21):  # every message rendered once, the oldest evicted
             page = await broadcaster.read(position - 1, 1, EVERYTHING)
             broadcaster.message_for(page.events[0])
@@ -161,7 +167,7 @@ async def test_waiters_that_match_nothing_stay_asleep_and_read_nothing(store: Ev
             asyncio.create_task(broadcaster.wait_for(0, where, math.inf))
             for where in [invoices] * 100 + [shipped] * 100
         ]
-        follower = asyncio.create_task(broadcaster.wait_beyond(0, math.inf))
+        follower = asyncio.create_task(beyond(broadcaster, 0, math.inf))
         await asyncio.sleep(0)  # one turn: every task runs to its first await
         assert broadcaster.waiters == 201
         head = await append(store, 5)  # Order-1, type Happened: no sleeper matches
@@ -193,7 +199,7 @@ async def test_a_match_in_the_cache_is_found_without_waiting(store: EventStore) 
     await broadcaster.start()
     try:
         broadcaster.subscribers += 1
-        follower = asyncio.create_task(broadcaster.wait_beyond(0, math.inf))
+        follower = asyncio.create_task(beyond(broadcaster, 0, math.inf))
         await store.append("Order-1", [new_event(), new_event("Shipped")], ANY_VERSION)
         broadcaster.wake(2)
         assert await asyncio.wait_for(follower, DEADLINE)
