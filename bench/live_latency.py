@@ -21,7 +21,7 @@ import contextlib
 import json
 import multiprocessing
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -81,29 +81,44 @@ class Subscriber(asyncio.Protocol):
             self.closed.set_result(None)
 
 
-def subscriber_process(pipe: Connection, host: str, port: int, count: int) -> None:
-    """Child: connect `count` subscribers, say "ready" once all are caught up, then on
-    ("done", acks) wait for the last event and answer with the delays."""
+def run_child(main: Coroutine[Any, Any, None]) -> None:
+    """Run a child process's subscribers on uvloop when it is installed."""
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
-    asyncio.run(_subscribers(pipe, host, port, count))
+    asyncio.run(main)
+
+
+async def connect_subscribers(
+    host: str, port: int, count: int, path: str = "/events/live", caught_up_seconds: float = 120
+) -> list[tuple[asyncio.Transport, Subscriber]]:
+    """`count` subscribers of `path`, connected a batch of 50 at a time (so the
+    listen backlog never overflows), once every one of them is caught up."""
+    loop = asyncio.get_running_loop()
+    connected = []
+    for i in range(count):
+        connected.append(
+            await loop.create_connection(lambda: Subscriber({}, asyncio.Event(), path), host, port)
+        )
+        if i % 50 == 49:
+            await asyncio.sleep(0.02)
+    caught_up = (peer.caught_up.wait() for _, peer in connected)
+    await asyncio.wait_for(asyncio.gather(*caught_up), caught_up_seconds)
+    return connected
+
+
+def subscriber_process(pipe: Connection, host: str, port: int, count: int) -> None:
+    """Child: connect `count` subscribers, say "ready" once all are caught up, then on
+    ("done", acks) wait for the last event and answer with the delays."""
+    run_child(_subscribers(pipe, host, port, count))
 
 
 async def _subscribers(pipe: Connection, host: str, port: int, count: int) -> None:
     loop = asyncio.get_running_loop()
-    arrivals: list[dict[int, float]] = [{} for _ in range(count)]
-    events = [asyncio.Event() for _ in range(count)]
-    transports = []
-    for i in range(count):
-        transport, _ = await loop.create_connection(
-            lambda i=i: Subscriber(arrivals[i], events[i]), host, port
-        )
-        transports.append(transport)
-        if i % 50 == 49:
-            await asyncio.sleep(0.02)
-    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), 120)
+    connected = await connect_subscribers(host, port, count)
+    arrivals = [peer.arrivals for _, peer in connected]
+    transports = [transport for transport, _ in connected]
     pipe.send("ready")
     message = await loop.run_in_executor(None, pipe.recv)
     acks: dict[int, tuple[float, float]] = message[1]

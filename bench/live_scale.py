@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import multiprocessing
 import re
@@ -24,40 +23,24 @@ from typing import Any
 import httpx
 
 from bench.common import database, median, rss_bytes, server, wrk
-from bench.live_latency import Subscriber
+from bench.live_latency import connect_subscribers, run_child
 
 NEVER = "/events/live?category=Nowhere"  # the appends go to Bench-<n>
 
 
 def idle_process(pipe: Connection, host: str, port: int, count: int) -> None:
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
-    asyncio.run(_idle(pipe, host, port, count))
+    run_child(_idle(pipe, host, port, count))
 
 
 async def _idle(pipe: Connection, host: str, port: int, count: int) -> None:
-    loop = asyncio.get_running_loop()
-    arrivals: list[dict[int, float]] = [{} for _ in range(count)]
-    caught_up = [asyncio.Event() for _ in range(count)]
-    peers: list[Subscriber] = []
-    transports = []
-    for i in range(count):
-        transport, peer = await loop.create_connection(
-            lambda i=i: Subscriber(arrivals[i], caught_up[i], NEVER), host, port
-        )
-        transports.append(transport)
-        peers.append(peer)
-        if i % 100 == 99:
-            await asyncio.sleep(0.01)
-    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in caught_up)), 180)
+    connected = await connect_subscribers(host, port, count, NEVER, caught_up_seconds=180)
     pipe.send("ready")
-    await loop.run_in_executor(None, pipe.recv)
-    lost = sum(peer.lost for peer in peers)
-    for transport in transports:
+    await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+    lost = sum(peer.lost for _, peer in connected)
+    for transport, _ in connected:
         transport.close()
-    pipe.send({"lost": lost, "events_received": sum(len(a) for a in arrivals)})
+    received = sum(len(peer.arrivals) for _, peer in connected)
+    pipe.send({"lost": lost, "events_received": received})
 
 
 def live_gauge(base: str) -> float:

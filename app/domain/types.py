@@ -19,6 +19,12 @@ class NewEvent(NamedTuple):
     metadata: str
     client_id: bool = True  # False when the server assigned the id
 
+    @property
+    def size(self) -> int:
+        """Characters of data and metadata: what batches and pages are bounded by
+        (stored with the event as events.size)."""
+        return len(self.data) + len(self.metadata)
+
 
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
@@ -47,6 +53,11 @@ class RecordedEvent(NamedTuple):
     data: str
     metadata: str
     recorded_at: str
+
+    @property
+    def size(self) -> int:
+        """Characters of data and metadata, as stored in events.size."""
+        return len(self.data) + len(self.metadata)
 
 
 class ExpectedKind(enum.Enum):

@@ -28,12 +28,6 @@ from app.live.wire import event_message
 from app.store.event_store import EventStore
 
 EVERYTHING = LogFilter()
-
-
-def _size(event: RecordedEvent) -> int:
-    return len(event.data) + len(event.metadata)
-
-
 log = logging.getLogger("evstore.broadcaster")
 # After a failed refill read, the next one comes this soon, doubling up to the last.
 RETRY_FIRST_SECONDS = 0.05
@@ -174,10 +168,8 @@ class Broadcaster:
         self._enlist(waiter)
         if self._resync or self._target > self.visible:
             self._wanted.set()  # `wake` skipped the read while nobody waited
-        timer = None
         if max_wait != math.inf:
-            timer = loop.call_later(max_wait, self._expire, waiter, max_wait, until_moved)
-            waiter.timer = timer
+            waiter.timer = loop.call_later(max_wait, self._expire, waiter, max_wait, until_moved)
         try:
             await waiter.woken
         finally:
@@ -317,11 +309,11 @@ class Broadcaster:
             return
         for event in events:
             if len(cache) == cache.maxlen:
-                self._cached_bytes -= _size(cache[0])
+                self._cached_bytes -= cache[0].size
             cache.append(event)
-            self._cached_bytes += _size(event)
+            self._cached_bytes += event.size
         while cache and self._cached_bytes > self.cache_bytes:
-            self._cached_bytes -= _size(cache.popleft())
+            self._cached_bytes -= cache.popleft().size
 
     @property
     def waiters(self) -> int:

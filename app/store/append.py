@@ -102,7 +102,7 @@ def _events_json(appends: Sequence[tuple[str, int, Sequence[NewEvent]]]) -> str:
             parts.append(
                 f'{{"o":{o},"i":"{e.id}","s":"{stream_id}","c":"{category}","v":{base + i},'
                 f'"t":"{e.type}","d":{e.data},"m":{e.metadata},'
-                f'"z":{len(e.data) + len(e.metadata)}}}'
+                f'"z":{e.size}}}'
             )
     return "[" + ",".join(parts) + "]"
 
@@ -220,7 +220,7 @@ async def insert_batch(
                 "data": e.data,
                 "metadata": e.metadata,
                 "recorded_at": now,
-                "size": len(e.data) + len(e.metadata),
+                "size": e.size,
             }
             for (stream_id, version, e), position in zip(rows, positions, strict=True)
         ],

@@ -276,8 +276,8 @@ class Writer:
 def _size(request: _Request) -> int:
     new = request.new
     if len(new) == 1:  # most appends: no generator
-        return len(new[0].data) + len(new[0].metadata)
-    return sum(len(e.data) + len(e.metadata) for e in new)
+        return new[0].size
+    return sum(e.size for e in new)
 
 
 def replay_or_conflict(

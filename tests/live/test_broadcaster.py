@@ -6,7 +6,9 @@ filters match nothing new that stay asleep and read nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+from collections.abc import AsyncIterator
 
 from app.domain.errors import StoreUnavailableError
 from app.domain.types import ANY_VERSION, LogFilter, LogPage
@@ -41,6 +43,20 @@ class WatchedStore(EventStore):
         return await super().read_log(after, limit, where)
 
 
+@contextlib.asynccontextmanager
+async def running(
+    store: EventStore, cache_size: int, page_size: int, **options: int
+) -> AsyncIterator[tuple[WatchedStore, Broadcaster]]:
+    """A started broadcaster over a WatchedStore of `store`; stopped on the way out."""
+    watched = WatchedStore(store)
+    broadcaster = Broadcaster(watched, cache_size=cache_size, page_size=page_size, **options)
+    await broadcaster.start()
+    try:
+        yield watched, broadcaster
+    finally:
+        await broadcaster.stop()
+
+
 async def append(store: EventStore, n: int) -> int:
     """Append n events; the new head."""
     result = await store.append("Order-1", [new_event() for _ in range(n)], ANY_VERSION)
@@ -58,10 +74,7 @@ def positions(page: LogPage) -> list[int]:
 
 
 async def test_nobody_follows_so_visible_jumps_without_a_read(store: EventStore) -> None:
-    watched = WatchedStore(store)
-    broadcaster = Broadcaster(watched, cache_size=100, page_size=10)
-    await broadcaster.start()
-    try:
+    async with running(store, cache_size=100, page_size=10) as (watched, broadcaster):
         head = await append(store, 5)
         broadcaster.wake(head)
         assert (broadcaster.visible, watched.reads) == (head, 0)
@@ -77,15 +90,10 @@ async def test_nobody_follows_so_visible_jumps_without_a_read(store: EventStore)
         page = await broadcaster.read(5, 10, EVERYTHING)
         assert (positions(page), page.head, page.next_after) == ([6, 7, 8], 8, 8)
         assert watched.reads == reads
-    finally:
-        await broadcaster.stop()
 
 
 async def test_a_skip_during_a_refill_leaves_no_gap_in_the_cache(store: EventStore) -> None:
-    watched = WatchedStore(store)
-    broadcaster = Broadcaster(watched, cache_size=100, page_size=3)
-    await broadcaster.start()
-    try:
+    async with running(store, cache_size=100, page_size=3) as (watched, broadcaster):
         broadcaster.subscribers += 1
         watched.held = True
         first = await append(store, 4)
@@ -105,15 +113,10 @@ async def test_a_skip_during_a_refill_leaves_no_gap_in_the_cache(store: EventSto
         for after in range(third):
             page = await broadcaster.read(after, 100, EVERYTHING)
             assert positions(page) == list(range(after + 1, third + 1)), after
-    finally:
-        await broadcaster.stop()
 
 
 async def test_a_failed_refill_is_retried_without_another_append(store: EventStore) -> None:
-    watched = WatchedStore(store)
-    broadcaster = Broadcaster(watched, cache_size=100, page_size=10)
-    await broadcaster.start()
-    try:
+    async with running(store, cache_size=100, page_size=10) as (watched, broadcaster):
         broadcaster.subscribers += 1  # a tail follows the head
         follower = asyncio.create_task(beyond(broadcaster, 0, math.inf))
         watched.failures = 3
@@ -124,16 +127,12 @@ async def test_a_failed_refill_is_retried_without_another_append(store: EventSto
         assert watched.failures == 0 and broadcaster.visible == head
         page = await broadcaster.read(0, 10, EVERYTHING)
         assert positions(page) == [1, 2]
-    finally:
-        await broadcaster.stop()
 
 
 async def test_the_caches_are_bounded_in_bytes(store: EventStore) -> None:
-    watched = WatchedStore(store)
     budget = 64 * 1024
-    broadcaster = Broadcaster(watched, cache_size=1000, page_size=50, cache_bytes=budget)
-    await broadcaster.start()
-    try:
+    options = {"cache_size": 1000, "page_size": 50, "cache_bytes": budget}
+    async with running(store, **options) as (_, broadcaster):
         broadcaster.subscribers += 1
         big = {"pad": "x" * 10_000}  # 20 events of 10 KB: more than the budget
         for _ in range(4):
@@ -151,15 +150,10 @@ async def test_the_caches_are_bounded_in_bytes(store: EventStore) -> None:
         # every position is still served, from the cache or from the database
         for after in range(20):
             assert positions(await broadcaster.read(after, 100, EVERYTHING))[0] == after + 1
-    finally:
-        await broadcaster.stop()
 
 
 async def test_waiters_that_match_nothing_stay_asleep_and_read_nothing(store: EventStore) -> None:
-    watched = WatchedStore(store)
-    broadcaster = Broadcaster(watched, cache_size=100, page_size=10)
-    await broadcaster.start()
-    try:
+    async with running(store, cache_size=100, page_size=10) as (watched, broadcaster):
         broadcaster.subscribers += 1
         invoices = LogFilter(categories=("Invoice",))
         shipped = LogFilter(streams=("Order-1",), types=("Shipped",))
@@ -189,15 +183,10 @@ async def test_waiters_that_match_nothing_stay_asleep_and_read_nothing(store: Ev
         rest = await asyncio.wait_for(asyncio.gather(*sleepers[100:]), DEADLINE)
         assert set(rest) == {(position, False)}
         assert watched.reads == 2
-    finally:
-        await broadcaster.stop()
 
 
 async def test_a_match_in_the_cache_is_found_without_waiting(store: EventStore) -> None:
-    watched = WatchedStore(store)
-    broadcaster = Broadcaster(watched, cache_size=100, page_size=10)
-    await broadcaster.start()
-    try:
+    async with running(store, cache_size=100, page_size=10) as (watched, broadcaster):
         broadcaster.subscribers += 1
         follower = asyncio.create_task(beyond(broadcaster, 0, math.inf))
         await store.append("Order-1", [new_event(), new_event("Shipped")], ANY_VERSION)
@@ -208,15 +197,11 @@ async def test_a_match_in_the_cache_is_found_without_waiting(store: EventStore) 
         assert await broadcaster.wait_for(2, shipped, 0) == (2, False)
         assert await broadcaster.wait_for(0, LogFilter(types=("Paid",)), 0) == (2, False)
         assert watched.reads == 1
-    finally:
-        await broadcaster.stop()
 
 
 async def test_thousands_of_waiters_are_all_woken(store: EventStore) -> None:
     """Wake-ups go out in slices, one per turn of the event loop: none is forgotten."""
-    broadcaster = Broadcaster(WatchedStore(store), cache_size=100, page_size=10)
-    await broadcaster.start()
-    try:
+    async with running(store, cache_size=100, page_size=10) as (_, broadcaster):
         broadcaster.subscribers += 1
         waiters = [
             asyncio.create_task(broadcaster.wait_for(0, where, math.inf))
@@ -227,5 +212,3 @@ async def test_thousands_of_waiters_are_all_woken(store: EventStore) -> None:
         head = await append(store, 1)
         broadcaster.wake(head)
         assert set(await asyncio.wait_for(asyncio.gather(*waiters), DEADLINE)) == {(0, True)}
-    finally:
-        await broadcaster.stop()
