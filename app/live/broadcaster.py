@@ -341,12 +341,18 @@ class Broadcaster:
         return await self.store.read_log(after, limit, where)
 
     def _from_cache(self, after: int, limit: int, where: LogFilter) -> LogPage:
+        """A page as `EventStore.read_log` would give it: at most `limit` events, and
+        ending before the event that would pass the store's page bytes."""
         visible = self.visible
         start = after + 1 - self._cache[0].position
+        budget, taken = self.store.page_bytes, 0
         found: list[RecordedEvent] = []
         for i in range(start, len(self._cache)):
             event = self._cache[i]
             if where.matches(event):
+                taken += event.size
+                if found and taken > budget:
+                    return LogPage(found, visible, found[-1].position)
                 found.append(event)
                 if len(found) == limit:
                     return LogPage(found, visible, event.position)

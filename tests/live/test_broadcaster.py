@@ -212,3 +212,28 @@ async def test_thousands_of_waiters_are_all_woken(store: EventStore) -> None:
         head = await append(store, 1)
         broadcaster.wake(head)
         assert set(await asyncio.wait_for(asyncio.gather(*waiters), DEADLINE)) == {(0, True)}
+
+
+async def test_pages_from_the_cache_are_bounded_in_bytes_as_database_pages(
+    store: EventStore,
+) -> None:
+    async with running(store, cache_size=100, page_size=10) as (watched, broadcaster):
+        watched.page_bytes = 1024
+        broadcaster.subscribers += 1
+        pad = {"p": "x" * 400}  # 411 characters of data and metadata each
+        result = await store.append("Big-1", [new_event(data=pad) for _ in range(5)], ANY_VERSION)
+        head = result.events[-1].position
+        # the refill reads byte-bounded pages too: wait until the last one is in
+        follower = asyncio.create_task(beyond(broadcaster, head - 1, math.inf))
+        broadcaster.wake(head)
+        assert await asyncio.wait_for(follower, DEADLINE)
+        reads = watched.reads
+        pages = [await broadcaster.read(after, 10, EVERYTHING) for after in (0, 2, 4)]
+        assert watched.reads == reads  # all three from the cache
+        from_db = await watched.read_log(0, 10, EVERYTHING)
+        assert [(positions(p), p.next_after) for p in pages] == [
+            ([1, 2], 2),
+            ([3, 4], 4),
+            ([5], 5),
+        ]
+        assert (positions(from_db), from_db.next_after) == ([1, 2], 2)
