@@ -184,10 +184,13 @@ def wrk(
     connections: int,
     seconds: float,
     env: dict[str, str] | None = None,
+    threads: int | None = None,
 ) -> dict[str, float]:
     """One wrk run with a Lua script of bench/wrk/; the script's done() prints a JSON
-    line that is returned (requests, errors, latency percentiles in ms, rates)."""
-    threads = 1 if connections == 1 else 2
+    line that is returned (requests, errors, latency percentiles in ms, rates).
+    `threads`: wrk's threads (default 1 for one connection, else 2)."""
+    if threads is None:
+        threads = 1 if connections == 1 else 2
     command = [
         "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
         "--timeout", "10s", "-s", str(WRK_DIR / script), base,

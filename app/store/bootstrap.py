@@ -11,12 +11,20 @@ from dataclasses import dataclass
 
 from app.settings import Settings
 from app.store.database import Database
-from app.store.engine import create_engine, operation_deadline
+from app.store.engine import (
+    async_url,
+    create_engine,
+    operation_deadline,
+    pg_connect_args,
+    pg_conninfo,
+)
 from app.store.event_store import EventStore
 from app.store.notifier import LocalNotifier, PostgresNotifier
+from app.store.pg_write import PgWriteConnection
 from app.store.snapshots import SnapshotStore
+from app.store.sqlite_write import SqliteWriteConnection
 from app.store.subscriptions import SubscriptionStore
-from app.store.writer import Writer
+from app.store.writer import WriteConnection, Writer
 
 
 @dataclass(frozen=True)
@@ -37,19 +45,28 @@ async def open_store(
 ) -> AsyncIterator[Store]:
     """The store on `settings.database_url` (schema already migrated), running until
     the block ends. `on_batch` is told the size of each group-commit batch."""
-    db = Database(create_engine(settings), deadline=operation_deadline(settings))
+    deadline = operation_deadline(settings)
+    db = Database(create_engine(settings), deadline=deadline)
     notifier: LocalNotifier
+    connection: WriteConnection
     if db.dialect == "postgresql":
+        pg = connection = PgWriteConnection(
+            pg_conninfo(settings.database_url), pg_connect_args(settings), deadline
+        )
         notifier = PostgresNotifier(
             db,
             settings.database_url,
             settings.live_poll_seconds,
             settings.connect_timeout_seconds,
+            own_pid=lambda: pg.backend_pid,
         )
     else:
+        connection = SqliteWriteConnection(
+            async_url(settings.database_url), settings.statement_timeout_seconds
+        )
         notifier = LocalNotifier(db, settings.live_poll_seconds)
     writer = Writer(
-        db,
+        connection,
         on_commit=notifier.published,
         on_batch=on_batch,
         max_batch_bytes=settings.max_batch_bytes,

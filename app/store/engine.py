@@ -49,7 +49,6 @@ def create_engine(settings: Settings) -> AsyncEngine:
     url = async_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, settings)
-    timeout_ms = int(settings.statement_timeout_seconds * 1000)
     engine = create_async_engine(
         url,
         hide_parameters=True,  # error messages must never quote event data
@@ -58,14 +57,26 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_timeout=settings.pool_timeout_seconds,
         pool_pre_ping=True,
         pool_recycle=1800,
-        connect_args={
-            "connect_timeout": max(1, round(settings.connect_timeout_seconds)),
-            "options": f"-c statement_timeout={timeout_ms} -c timezone=UTC",
-            "application_name": "evstore",
-        },
+        connect_args=pg_connect_args(settings),
     )
     _bound_pre_ping(engine, settings.connect_timeout_seconds)
     return engine
+
+
+def pg_connect_args(settings: Settings) -> dict[str, Any]:
+    """psycopg's connection arguments for every connection of the service's pool and
+    its writer: a connect timeout, the statement timeout, UTC, and a name."""
+    timeout_ms = int(settings.statement_timeout_seconds * 1000)
+    return {
+        "connect_timeout": max(1, round(settings.connect_timeout_seconds)),
+        "options": f"-c statement_timeout={timeout_ms} -c timezone=UTC",
+        "application_name": "evstore",
+    }
+
+
+def pg_conninfo(database_url: str) -> str:
+    """The URL as libpq takes it (psycopg connections outside the pool)."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(False)
 
 
 def _bound_pre_ping(engine: AsyncEngine, seconds: float) -> None:

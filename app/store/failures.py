@@ -101,6 +101,13 @@ def translate(error: BaseException) -> Exception | None:
     return None
 
 
+def connection_lost(error: BaseException) -> bool:
+    """Whether a translated error came from a connection found dead (its pool entry
+    was invalidated): nothing sent on it can have been committed before it broke."""
+    cause = error.__cause__
+    return isinstance(cause, exc.DBAPIError) and bool(cause.connection_invalidated)
+
+
 @contextlib.contextmanager
 def translated() -> Iterator[None]:
     """Raise what driver failures inside the block stand for (see `translate`)."""

@@ -5,12 +5,14 @@ A notification is only a wake-up; data is always read from the events table.
 - `LocalNotifier` (SQLite): the writer wakes the broadcaster in process; a timed poll
   of log_head covers appends made by other processes on the same file.
 - `PostgresNotifier`: one dedicated psycopg connection (autocommit, outside the
-  SQLAlchemy pool) LISTENs on a channel. After each committed append the writer calls
-  `published(head)`; a publisher task sends one coalesced pg_notify with the newest
-  head, from outside the append transaction (NOTIFY inside it would take a
-  cluster-wide lock through the commit). The listener reconnects with backoff after
-  the connection is lost and wakes everyone on reconnect; a timed poll of log_head on
-  the same connection covers lost notifications.
+  SQLAlchemy pool) LISTENs on a channel (app.store.pg_write.CHANNEL). The writer
+  sends pg_notify with the new head right after each commit, on its own connection
+  and outside the append transaction (NOTIFY inside it would take a cluster-wide lock
+  through the commit), and calls `published(head)`, which wakes this process; the
+  listener skips the notifications of its own process's writer. The listener
+  reconnects with backoff after the connection is lost and wakes everyone on
+  reconnect; a timed poll of log_head on the same connection covers lost
+  notifications.
 """
 
 from __future__ import annotations
@@ -21,13 +23,12 @@ import logging
 from collections.abc import Callable
 
 import psycopg
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from app.domain.errors import StoreUnavailableError
 from app.store.database import Database
+from app.store.engine import pg_conninfo
+from app.store.pg_write import CHANNEL
 
-CHANNEL = "evstore_head"
 LISTENER_NAME = "evstore-listener"
 
 Wake = Callable[[int | None], None]  # None: "something may have changed, re-read"
@@ -70,53 +71,22 @@ class LocalNotifier:
 
 class PostgresNotifier(LocalNotifier):
     def __init__(
-        self, db: Database, database_url: str, poll_seconds: float, connect_timeout: float
+        self,
+        db: Database,
+        database_url: str,
+        poll_seconds: float,
+        connect_timeout: float,
+        own_pid: Callable[[], int],
     ) -> None:
         super().__init__(db, poll_seconds)
         self.connect_timeout = max(1, round(connect_timeout))
-        self.conninfo = (
-            make_url(database_url)
-            .set(drivername="postgresql")
-            .render_as_string(hide_password=False)
-        )
-        self._pending = 0
-        self._sent = 0
-        self._publish = asyncio.Event()
-        self._publisher: asyncio.Task[None] | None = None
-
-    def published(self, head: int) -> None:
-        self._wake(head)  # this process need not wait for the round trip
-        if head > self._pending:
-            self._pending = head
-            self._publish.set()
+        self.conninfo = pg_conninfo(database_url)
+        # The server process of this process's writer connection, whose notifications
+        # this process has acted on already.
+        self.own_pid = own_pid
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="evstore-listener")
-        self._publisher = asyncio.create_task(self._send(), name="evstore-publisher")
-
-    async def stop(self) -> None:
-        if self._publisher is not None:
-            self._publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._publisher
-        await super().stop()
-
-    async def _send(self) -> None:
-        notify = sa.text("SELECT pg_notify(:channel, :head)")
-        while True:
-            await self._publish.wait()
-            self._publish.clear()
-            head = self._pending
-            if head <= self._sent:
-                continue
-            try:
-                async with self.db.engine.connect() as conn:
-                    await conn.execute(notify, {"channel": CHANNEL, "head": str(head)})
-                    await conn.commit()
-                self._sent = head
-            except Exception:  # the listeners' timed poll covers a lost notification
-                log.warning("pg_notify failed; subscribers fall back to polling", exc_info=True)
-                await asyncio.sleep(self.poll_seconds)
 
     async def _listen(self) -> None:
         backoff = 0.1
@@ -140,6 +110,8 @@ class PostgresNotifier(LocalNotifier):
     async def _relay(self, conn: psycopg.AsyncConnection[tuple[int]]) -> None:
         while True:
             async for note in conn.notifies(timeout=self.poll_seconds):
+                if note.pid == self.own_pid():
+                    continue  # this process's own head: its writer woke it already
                 self._wake(int(note.payload) if note.payload.isdigit() else None)
             cursor = await conn.execute("SELECT position FROM log_head")
             row = await cursor.fetchone()

@@ -32,15 +32,22 @@ from app.domain.errors import (
     WrongExpectedVersionError,
 )
 from app.domain.types import AppendedEvent, AppendResult, ExpectedVersion, NewEvent
-from app.store import append as tx
-from app.store.database import Database
-from app.store.failures import EventIdTakenError, VersionTakenError
+from app.store.failures import (
+    EventIdTakenError,
+    VersionTakenError,
+    connection_lost,
+    translated,
+)
+from app.store.pg_write import PgWriteConnection, Use
+from app.store.sqlite_write import SqliteTransaction, SqliteWriteConnection
 
 log = logging.getLogger("evstore.writer")
 
 # Rounds of a batch of one that met a concurrent writer before the client is told to
 # retry; each round sees what the one before collided with.
 ALONE_ROUNDS = 3
+
+WriteConnection = PgWriteConnection | SqliteWriteConnection
 
 
 @dataclass
@@ -57,6 +64,8 @@ class _Request:
 class _Batch:
     requests: list[_Request]
     accepted: list[_Request] = field(default_factory=list)
+    known: dict[str, int] = field(default_factory=dict)  # versions as accepted so far
+    use: Use | None = None  # the use of the PostgreSQL connection that ran it
 
 
 class _RetryAloneError(Exception):
@@ -74,13 +83,13 @@ class Writer:
 
     def __init__(
         self,
-        db: Database,
+        connection: WriteConnection,
         on_commit: Callable[[int], None],
         on_batch: Callable[[int], None] | None = None,
         max_batch_events: int = 10_000,
         max_batch_bytes: int = 32 * 1024 * 1024,
     ) -> None:
-        self.db = db
+        self.connection = connection
         self.on_commit = on_commit
         self.on_batch = on_batch
         self.max_batch_events = max_batch_events
@@ -113,6 +122,7 @@ class Writer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.connection.close()
 
     async def append(
         self, stream_id: str, new: list[NewEvent], expected: ExpectedVersion
@@ -195,8 +205,8 @@ class Writer:
             except _RetryAloneError as e:
                 if not e.ids_taken:
                     continue
-            async with self.db.connect() as conn:
-                found = await tx.find_event_ids(conn, [e.id for e in request.new])
+            with translated():
+                found = await self.connection.find_event_ids([e.id for e in request.new])
             if found:
                 request.outcome = replay_or_conflict(request.stream_id, request.new, found)
                 return
@@ -209,35 +219,23 @@ class Writer:
         now = datetime.now(UTC)
         stream_ids = sorted({r.stream_id for r in batch.requests})
         try:
-            async with self.db.write_lock(), self.db.connect(write=True) as conn, conn.begin():
-                versions = await tx.lock_streams(conn, stream_ids)
-                known = dict(versions)
-                failed: list[_Request] = []
-                for request in batch.requests:
-                    current = known.get(request.stream_id, 0)
-                    request.base_version = current  # what this request saw, at its turn
-                    if request.expected.matches(current):
-                        known[request.stream_id] = current + len(request.new)
-                        batch.accepted.append(request)
-                    else:
-                        failed.append(request)
-                await self._settle_failed(conn, failed)
-                if batch.accepted:
-                    written = await tx.write_batch(
-                        conn,
-                        versions,
-                        known,
-                        [(r.stream_id, r.base_version, r.new) for r in batch.accepted],
-                        now,
-                    )
-                    if written is None:
-                        raise _RetryAloneError  # another process created a stream meanwhile
-                    positions = written
+            try:
+                positions = await self._transaction(batch, stream_ids, now)
+            except StoreUnavailableError as e:
+                # The writer's connection is kept between batches without a ping: if it
+                # was found dead after a quiet spell (a database restart), the batch
+                # failed before its write was sent and nothing can have been
+                # committed; a new connection takes it once more.
+                if batch.use is None or not batch.use.stale or not connection_lost(e):
+                    raise
+                batch.accepted.clear()
+                batch.use = None
+                positions = await self._transaction(batch, stream_ids, now)
         except EventIdTakenError as e:
             raise _RetryAloneError(ids_taken=True) from e
         except VersionTakenError as e:
             raise _RetryAloneError from e
-        if batch.accepted:
+        if batch.accepted and positions:
             offset = 0
             for request in batch.accepted:
                 receipt = tuple(
@@ -250,6 +248,29 @@ class Writer:
                 )
             self._committed(positions[-1])
 
+    async def _transaction(self, batch: _Batch, stream_ids: list[str], now: datetime) -> list[int]:
+        """Decide and write the batch in one transaction; the positions written."""
+        connection = self.connection
+        with translated():
+            if isinstance(connection, SqliteWriteConnection):  # one call on its thread
+                return await connection.transaction(
+                    lambda t: _write(t, batch, now, t.lock_streams(stream_ids))
+                )
+            async with connection.transaction() as t:
+                batch.use = t.use
+                versions = await t.lock_streams(stream_ids)
+                failed = _decide(batch, versions)
+                ids = _client_ids(failed)
+                _settle(failed, await t.find_event_ids(ids) if ids else {})
+                positions: list[int] = []
+                if batch.accepted:
+                    written = await t.write_batch(versions, batch.known, _appends(batch), now)
+                    if written is None:
+                        raise _RetryAloneError  # another process created a stream meanwhile
+                    positions = written
+                await connection.commit(t, positions[-1] if positions else 0)
+            return positions
+
     def _committed(self, head: int) -> None:
         # The batch is committed whatever the hook does: its answers stand.
         try:
@@ -257,20 +278,59 @@ class Writer:
         except Exception as e:
             log.error("the after-commit hook failed", exc_info=e)
 
-    @staticmethod
-    async def _settle_failed(conn: tx.AsyncConnection, failed: list[_Request]) -> None:
-        """A failed precondition may be a retry of a stored append (200) or reuse ids
-        (409); otherwise it is a 412 with the version the request saw."""
-        client_ids = [e.id for r in failed for e in r.new if e.client_id]
-        found = await tx.find_event_ids(conn, client_ids) if client_ids else {}
-        for request in failed:
-            mine = {e.id: found[e.id] for e in request.new if e.id in found}
-            if mine:
-                request.outcome = replay_or_conflict(request.stream_id, request.new, mine)
-                continue
-            request.outcome = WrongExpectedVersionError(
-                request.stream_id, request.expected.raw, request.base_version
-            )
+
+def _decide(batch: _Batch, versions: dict[str, int]) -> list[_Request]:
+    """Check each request's expected version, in arrival order, against the locked
+    versions as the earlier requests of the batch move them; the accepted ones join
+    `batch.accepted` and move `batch.known`. The requests that failed."""
+    known = batch.known = dict(versions)
+    failed: list[_Request] = []
+    for request in batch.requests:
+        current = known.get(request.stream_id, 0)
+        request.base_version = current  # what this request saw, at its turn
+        if request.expected.matches(current):
+            known[request.stream_id] = current + len(request.new)
+            batch.accepted.append(request)
+        else:
+            failed.append(request)
+    return failed
+
+
+def _client_ids(failed: list[_Request]) -> list[str]:
+    """The ids of failed requests that a stored append may hold (server ids are new)."""
+    return [e.id for r in failed for e in r.new if e.client_id]
+
+
+def _settle(failed: list[_Request], found: dict[str, tuple[str, int, int]]) -> None:
+    """A failed precondition may be a retry of a stored append (200) or reuse ids
+    (409); otherwise it is a 412 with the version the request saw."""
+    for request in failed:
+        mine = {e.id: found[e.id] for e in request.new if e.id in found}
+        if mine:
+            request.outcome = replay_or_conflict(request.stream_id, request.new, mine)
+            continue
+        request.outcome = WrongExpectedVersionError(
+            request.stream_id, request.expected.raw, request.base_version
+        )
+
+
+def _appends(batch: _Batch) -> list[tuple[str, int, list[NewEvent]]]:
+    return [(r.stream_id, r.base_version, r.new) for r in batch.accepted]
+
+
+def _write(
+    t: SqliteTransaction, batch: _Batch, now: datetime, versions: dict[str, int]
+) -> list[int]:
+    """The SQLite transaction's body, on the writer's thread: as the PostgreSQL one."""
+    failed = _decide(batch, versions)
+    ids = _client_ids(failed)
+    _settle(failed, t.find_event_ids(ids) if ids else {})
+    if not batch.accepted:
+        return []
+    written = t.write_batch(versions, batch.known, _appends(batch), now)
+    if written is None:
+        raise _RetryAloneError  # another process created a stream meanwhile
+    return written
 
 
 def _size(request: _Request) -> int:

@@ -94,6 +94,36 @@ async def test_a_read_only_database_is_503_for_every_append_in_flight_then_recov
     assert again.status_code == 201, again.text
 
 
+def _end_service_connections(database_url: str) -> int:
+    """End every connection the service holds to its database (as a restart would)."""
+    name = make_url(database_url).database
+    admin = make_url(database_url).set(database="postgres").render_as_string(False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        ended = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND application_name = 'evstore'",
+            (name,),
+        ).fetchone()
+    return int(ended[0]) if ended else 0
+
+
+@pytest.mark.postgres_only
+async def test_the_writers_kept_connection_found_dead_is_replaced_without_a_failure(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    """The writer keeps its connection between batches without the pool's ping: when
+    the server ended it meanwhile, the next append still succeeds (nothing of it was
+    sent before the connection was found dead), on a new connection."""
+    for round_ in range(3):
+        first = await client.post("/streams/K-1", json=append_body())
+        assert first.status_code == 201, first.text
+        assert await asyncio.to_thread(_end_service_connections, database_url) >= 1
+        again = await asyncio.wait_for(client.post("/streams/K-1", json=append_body()), DEADLINE)
+        assert again.status_code == 201, (round_, again.text)
+    versions = [e["version"] for e in (await client.get("/streams/K-1")).json()["events"]]
+    assert versions == list(range(1, 7))
+
+
 SQLITE_TRIGGER = """
 CREATE TRIGGER refuse_events BEFORE INSERT ON events
 BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END
