@@ -20,6 +20,10 @@ answer is replaced here by the registry's `unavailable` problem with Retry-After
 cap has a default below the process's file-descriptor limit (`connection_limit`), so a
 flood of connections is answered 503 instead of leaving the server unable to accept.
 
+A live response (app.api.sse) registers through the scope's ON_DISCONNECT extension
+to be told when its connection is lost, instead of a task of its own waiting for the
+disconnect message.
+
 It also sends what one turn of the event loop writes to a connection in one system
 call (`CoalescingTransport`): uvicorn writes a response's head and its body
 separately, and for the small answers of an event store (a 201 receipt) the second
@@ -31,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import resource
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -46,6 +51,7 @@ from app.api.problems import (
     problem_body,
     render_bytes,
 )
+from app.api.sse import ON_DISCONNECT
 from app.domain.errors import StoreUnavailableError
 from app.settings import Settings
 
@@ -162,6 +168,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.header_deadline: asyncio.TimerHandle | None = None
         self.in_body = False  # between a request's blank line and its last body byte
         self.body_deadline: asyncio.TimerHandle | None = None
+        self.on_lost: Callable[[], None] | None = None  # a live response's (ON_DISCONNECT)
+        self.disconnect_extension: dict[object, object] = {"watch": self._watch_lost}
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         coalescing = CoalescingTransport(transport, self.loop)
@@ -172,6 +180,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._stop_deadline()
         self._stop_body_deadline()
         super().connection_lost(exc)
+        lost, self.on_lost = self.on_lost, None
+        if lost is not None:
+            lost()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope["extensions"] = {ON_DISCONNECT: self.disconnect_extension}
+
+    def _watch_lost(self, callback: Callable[[], None] | None) -> None:
+        self.on_lost = callback
 
     def data_received(self, data: bytes) -> None:
         if self.in_headers:

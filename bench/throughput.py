@@ -24,13 +24,13 @@ CONNECTIONS = 64
 def measure(backend: str, seconds: float) -> dict[str, Any]:
     def noop() -> float:
         with noop_evstore_protocol() as (base, _):
-            wrk(base, "append.lua", CONNECTIONS, 1, threads=1)  # warm-up
+            wrk(base, "append.lua", CONNECTIONS, 3, threads=1)  # warm-up
             return wrk(base, "append.lua", CONNECTIONS, seconds, threads=1)["rps"]
 
     ceiling = [noop()]
     appends = []
     with database(backend) as url, server(url) as (base, _):
-        wrk(base, "append.lua", CONNECTIONS, 2, threads=1)  # warm-up
+        wrk(base, "append.lua", CONNECTIONS, 3, threads=1)  # warm-up
         for _ in range(2):
             appends.append(wrk(base, "append.lua", CONNECTIONS, seconds, threads=1)["rps"])
     ceiling.append(noop())

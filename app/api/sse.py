@@ -4,10 +4,12 @@ subscriptions.
 `LiveResponse` keeps sse-starlette's wire behaviour (pings, a send timeout for clients
 that stop reading, the end of every stream when the server exits, disconnect
 detection) at a fraction of its per-connection cost: the stream runs in the request's
-own task, and one helper task per connection listens for the disconnect and sends the
-pings (instead of a task group of four tasks and a cancel scope around every send).
-One task per process ends the streams whose send has waited too long, and all of them
-when the server exits.
+own task, pings included (app.live.tail), instead of a task group of four tasks and a
+cancel scope around every send. Under `evstore serve` the server's protocol calls the
+response when its connection is lost (the ASGI extension ON_DISCONNECT), so an idle
+subscriber is one task; under other servers one helper task per connection waits for
+the disconnect message. One task per process ends the streams whose send has waited
+too long, and all of them when the server exits.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from weakref import WeakKeyDictionary
 
 from prometheus_client import Gauge
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from sse_starlette.event import ensure_bytes
 from starlette.types import Message, Receive, Scope, Send
 
 from app.api.metrics import Metrics
@@ -34,6 +35,10 @@ from app.live.tail import TailOptions, tail
 from app.settings import Settings
 
 log = logging.getLogger("evstore.live")
+
+# ASGI extension set by app.server: `scope["extensions"][ON_DISCONNECT]["watch"](f)`
+# has `f()` called once if the connection is lost (`watch(None)` unregisters it).
+ON_DISCONNECT = "evstore.on_disconnect"
 
 SHUTDOWN_GRACE_SECONDS = 2.0  # the tails end cleanly well within uvicorn's 5 s
 
@@ -121,7 +126,14 @@ class LiveResponse(EventSourceResponse):
         task = self._task = asyncio.current_task()
         assert task is not None
         streams.add(self)
-        helper = asyncio.create_task(self._watch(receive, send))
+        # evstore's own server tells us of a lost connection; elsewhere a helper task
+        # waits for the disconnect message.
+        watch = (scope.get("extensions") or {}).get(ON_DISCONNECT, {}).get("watch")
+        helper: asyncio.Task[None] | None = None
+        if watch is not None:
+            watch(self._disconnected)
+        else:
+            helper = asyncio.create_task(self._watch(receive))
         self._streaming = True
         try:
             await self._stream(send)
@@ -130,7 +142,10 @@ class LiveResponse(EventSourceResponse):
                 raise  # not ours: the server cancels the request
         finally:
             self._streaming = self.active = False
-            helper.cancel()
+            if helper is not None:
+                helper.cancel()
+            if watch is not None:
+                watch(None)
             streams.discard(self)
         if self._ended == "stalled":
             log.warning("dropped a live subscriber that read nothing for %.1fs", self.send_timeout)
@@ -175,34 +190,16 @@ class LiveResponse(EventSourceResponse):
         """When the send in progress began (math.inf: none is)."""
         return self._since if self._sending else math.inf
 
-    async def _watch(self, receive: Receive, send: Send) -> None:
-        """The helper task: the disconnect, and a ping every ping interval."""
-        interval = self.ping_interval or math.inf
-        next_ping = time.monotonic() + interval
+    def _disconnected(self) -> None:
+        self.end("disconnect")
+
+    async def _watch(self, receive: Receive) -> None:
+        """The helper task where the server has no ON_DISCONNECT: the disconnect."""
         while True:  # until the stream ends and cancels it
-            wait = next_ping - time.monotonic()
-            if wait <= 0:
-                if self.active:
-                    await self._send(send, self._ping_message())
-                next_ping = time.monotonic() + interval
-                continue
-            try:
-                async with asyncio.timeout(None if wait == math.inf else wait):
-                    message = await receive()
-            except TimeoutError:
-                continue
+            message = await receive()
             if message["type"] == "http.disconnect":
                 self.end("disconnect")
                 return
-
-    def _ping_message(self) -> Message:
-        factory = self.ping_message_factory
-        event = factory() if factory else ServerSentEvent(comment="ping", sep=self.sep)
-        return {
-            "type": "http.response.body",
-            "body": ensure_bytes(event, self.sep),
-            "more_body": True,
-        }
 
 
 # One message of the stream, as OpenAPI 3.2 describes text/event-stream items (an
@@ -251,6 +248,7 @@ def live_response(
         page_size=settings.live_page_size,
         retry_ms=settings.live_retry_ms,
         checkpoint_seconds=settings.live_checkpoint_seconds,
+        ping_seconds=settings.live_keepalive_seconds,
     )
     return LiveResponse(
         tail(broadcaster, start, where, options),

@@ -3,7 +3,9 @@
 Messages are encoded here, once, as bytes: an event is `id: <position>` and one line of
 JSON (never an `event:` field); `caught-up` once the backlog is delivered; `checkpoint`
 when a filtered subscription has scanned past its last match. Each subscriber keeps its
-own cursor and one page, so a slow reader costs one page, never a queue.
+own cursor and one page, so a slow reader costs one page, never a queue. A tail that
+has sent nothing for `ping_seconds` sends a `: ping` comment (proxies keep the
+connection), from the same task: a subscriber is one task.
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ from app.live.wire import message
 IDLE_RECHECK_SECONDS = 1.0
 
 
+PING = b": ping\n\n"
+
+
 @dataclass(frozen=True, slots=True)
 class TailOptions:
     page_size: int
     retry_ms: int
     checkpoint_seconds: float
+    ping_seconds: float = math.inf  # a `: ping` comment after this long with nothing sent
 
 
 async def tail(
@@ -36,7 +42,7 @@ async def tail(
     last_id = start  # the newest id the client has, from an event or a checkpoint
     caught_up = False
     filtered = not where.is_empty
-    checkpointed_at = time.monotonic()
+    checkpointed_at = sent_at = time.monotonic()
     broadcaster.subscribers += 1
     try:
         while not broadcaster.closing:
@@ -48,6 +54,7 @@ async def tail(
                 # One chunk per page: one write (and one syscall) per subscriber for
                 # all the events a wake-up brings, not one per event.
                 yield b"".join(map(broadcaster.message_for, page.events))
+                sent_at = time.monotonic()
                 last_id = page.events[-1].position
             cursor = max(cursor, page.next_after)
             more = len(page.events) == options.page_size
@@ -56,12 +63,17 @@ async def tail(
                 last_id = cursor
                 checkpointed_at = time.monotonic()
                 yield message("caught-up", cursor, f'{{"position":{cursor},"head":{page.head}}}')
+                sent_at = time.monotonic()
             elif caught_up and filtered and cursor > last_id:
                 due = checkpointed_at + options.checkpoint_seconds - time.monotonic()
                 if due <= 0:
                     last_id = cursor
                     checkpointed_at = time.monotonic()
                     yield message("checkpoint", cursor, f'{{"position":{cursor}}}')
+                    sent_at = checkpointed_at
+            if not more and time.monotonic() - sent_at >= options.ping_seconds:
+                yield PING
+                sent_at = time.monotonic()
             if not more:
                 # The broadcaster wakes us on a match (or on shutdown); non-matching
                 # events only move the cursor it hands back. A filtered tail also wakes
@@ -76,6 +88,9 @@ async def tail(
                     else:
                         wait = max(options.checkpoint_seconds, IDLE_RECHECK_SECONDS)
                         until_moved = True
+                ping = max(sent_at + options.ping_seconds - time.monotonic(), 0)
+                if ping < wait:
+                    wait, until_moved = ping, False
                 cursor, _ = await broadcaster.wait_for(cursor, where, wait, until_moved)
     finally:
         broadcaster.subscribers -= 1

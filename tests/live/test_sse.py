@@ -320,8 +320,11 @@ async def test_slow_reader_is_disconnected_and_costs_bounded_memory(
     finally:
         slow.close()
     assert [m.position for m in events_of(got)] == list(range(1, total + 1))
-    # Holding what the slow reader never took would cost 16 MB or more.
-    assert grown < 6 * 1024 * 1024, grown
+    # Holding what the slow reader never took would cost 16 MB or more. What it may
+    # hold (a page of 50 events, the transport's buffer) and the allocator's noise
+    # came to 6.2 to 8.2 MB in runs on this machine (without the slow reader, under
+    # 0.1 MB): the bound sits between the two.
+    assert grown < 12 * 1024 * 1024, grown
 
 
 async def _equals(value: Awaitable[float], expected: float) -> bool:
@@ -384,3 +387,39 @@ async def test_subscription_live_starts_after_the_checkpoint(servers: ServerFact
     assert [m.position for m in events_of(got)] == [2, 3, 6]
     assert [m.position for m in events_of(resumed)] == [6]
     assert missing.status_code == 404
+
+
+async def test_an_idle_unfiltered_subscriber_is_pinged(servers: ServerFactory) -> None:
+    """Pings come from the subscriber's own task (its tail), after silence."""
+    server = servers(live_keepalive_seconds=0.2)
+    async with httpx.AsyncClient(timeout=DEADLINE) as client:
+        got = await collect(
+            client,
+            f"{server.url}/events/live",
+            lambda got: sum(m.comments == ["ping"] for m in got) >= 2,
+        )
+    assert [m.event for m in got if m.event] == ["caught-up"]
+    assert not events_of(got)
+
+
+async def test_idle_subscribers_that_hang_up_are_let_go(servers: ServerFactory) -> None:
+    """Under `evstore serve` a subscriber with nothing to send learns of its lost
+    connection from the server's protocol (no task of its own waits on receive()):
+    hung-up subscribers leave the gauge although no event is ever appended."""
+    server = servers(live_keepalive_seconds=3600)
+
+    async def live_subscribers(client: httpx.AsyncClient) -> float:
+        text = (await client.get(f"{server.url}/metrics")).text
+        line = next(x for x in text.splitlines() if x.startswith("evstore_live_subscribers "))
+        return float(line.split()[1])
+
+    async with httpx.AsyncClient(timeout=DEADLINE) as client:
+        tasks = [
+            await subscribed(client, f"{server.url}/events/live", lambda got: False)
+            for _ in range(5)
+        ]
+        await eventually(lambda: _equals(live_subscribers(client), 5), "five subscribers")
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await eventually(lambda: _equals(live_subscribers(client), 0), "all five let go")
