@@ -69,7 +69,9 @@ class Settings(BaseSettings):
         gt=0,
         description="drop a client that reads nothing of a response (above 256 KiB) this long",
     )
-    live_keepalive_seconds: float = Field(15.0, gt=0, description="silence before a `: ping` comment on live streams")
+    live_keepalive_seconds: float = Field(
+        15.0, gt=0, description="silence before a `: ping` comment on live streams"
+    )
     live_send_timeout_seconds: float = Field(
         30.0, gt=0, description="disconnect an SSE client that stops reading this long"
     )
