@@ -47,7 +47,9 @@ async def read_log(
     page = await read_page(broadcaster, after, limit, where, wait)
     next_url = "/events?" + log_query(page.next_after, limit, where)
     full_and_settled = len(page.events) == limit and page.events[-1].position < page.head
-    return log_page_response(page, next_url, IMMUTABLE if full_and_settled else NO_CACHE)
+    return log_page_response(
+        broadcaster, page, next_url, IMMUTABLE if full_and_settled else NO_CACHE
+    )
 
 
 @router.get(

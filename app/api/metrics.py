@@ -63,6 +63,11 @@ class Metrics:
             "Database connections of this process's pool in use (read at scrape time)",
             registry=self.registry,
         )
+        self.live_waiters = Gauge(
+            "evstore_live_waiters",
+            "Live subscribers and long polls waiting for a new event (read at scrape time)",
+            registry=self.registry,
+        )
         self.head = Gauge(
             "evstore_head_position", "Highest committed global position", registry=self.registry
         )

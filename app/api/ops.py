@@ -10,7 +10,13 @@ from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from app.api.deps import MetricsDep, SettingsDep, StoreDep, SubscriptionStoreDep
+from app.api.deps import (
+    BroadcasterDep,
+    MetricsDep,
+    SettingsDep,
+    StoreDep,
+    SubscriptionStoreDep,
+)
 from app.api.models import HealthOut
 from app.domain.errors import StoreUnavailableError
 from app.live.wire import dumps
@@ -89,12 +95,14 @@ async def health_ready(store: StoreDep, settings: SettingsDep) -> Response:
 )
 async def metrics(
     store: StoreDep,
+    broadcaster: BroadcasterDep,
     subscriptions: SubscriptionStoreDep,
     metrics: MetricsDep,
     settings: SettingsDep,
 ) -> Response:
     """Prometheus metrics of this process."""
     metrics.pool_checked_out.set(store.pool_checked_out())  # before this scrape's queries
+    metrics.live_waiters.set(broadcaster.waiting)
     # When the database is down the gauges keep their last values; requests show it.
     with contextlib.suppress(StoreUnavailableError):
         head = await store.head()

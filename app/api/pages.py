@@ -4,8 +4,10 @@ the next-page query and the page response."""
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from typing import Annotated
 from urllib.parse import urlencode
+from weakref import WeakKeyDictionary
 
 from fastapi import Query
 from starlette.responses import Response
@@ -52,11 +54,58 @@ def log_query(after: int, limit: int, where: LogFilter) -> str:
     return urlencode(query, doseq=True)
 
 
-def log_page_response(page: LogPage, next_url: str, cache_control: str) -> Response:
-    """The body and headers of a log page (the global log and subscriptions)."""
-    headers = {"Link": f'<{next_url}>; rel="next"', "Cache-Control": cache_control}
-    body = (
+# Bodies at least this big are rendered once for every request that answers the same
+# page (the long polls one append wakes); the last SHARED_BODIES of them are kept.
+SHARED_BODY_BYTES = 64 * 1024
+SHARED_BODIES = 4
+
+
+class PageBodies:
+    """The newest big page bodies of one process, by what determines them: the events'
+    range (a page holds every match between its first and last position), the head
+    and the next link (which names the filter, the limit and the route). A thousand
+    long polls woken by one big event share one body instead of rendering a copy
+    each."""
+
+    def __init__(self) -> None:
+        self._bodies: OrderedDict[tuple[int, int, int, int, int, str], bytes] = OrderedDict()
+
+    def body(self, page: LogPage, next_url: str) -> bytes:
+        events = page.events
+        if not events or sum(e.size for e in events) < SHARED_BODY_BYTES:
+            return _render(page, next_url)
+        key = (
+            events[0].position,
+            events[-1].position,
+            len(events),
+            page.head,
+            page.next_after,
+            next_url,
+        )
+        found = self._bodies.get(key)
+        if found is None:
+            found = self._bodies[key] = _render(page, next_url)
+            while len(self._bodies) > SHARED_BODIES:
+                self._bodies.popitem(last=False)
+        return found
+
+
+_bodies: WeakKeyDictionary[Broadcaster, PageBodies] = WeakKeyDictionary()
+
+
+def _render(page: LogPage, next_url: str) -> bytes:
+    return (
         f'{{"events":{events_json(page.events)},"head":{page.head},'
         f'"next_after":{page.next_after},"next":"{next_url}"}}'
-    )
-    return json_response(body, headers=headers)
+    ).encode()
+
+
+def log_page_response(
+    broadcaster: Broadcaster, page: LogPage, next_url: str, cache_control: str
+) -> Response:
+    """The body and headers of a log page (the global log and subscriptions)."""
+    headers = {"Link": f'<{next_url}>; rel="next"', "Cache-Control": cache_control}
+    bodies = _bodies.get(broadcaster)
+    if bodies is None:
+        bodies = _bodies[broadcaster] = PageBodies()
+    return json_response(bodies.body(page, next_url), headers=headers)

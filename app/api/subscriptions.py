@@ -253,7 +253,7 @@ async def read_subscription_events(
     found = await subscriptions.get(name)
     page = await read_page(broadcaster, found.position, limit, found.filter, wait)
     next_url = f"/subscriptions/{quote(name)}/events?" + urlencode({"limit": limit})
-    return log_page_response(page, next_url, NO_CACHE)
+    return log_page_response(broadcaster, page, next_url, NO_CACHE)
 
 
 @router.get(

@@ -96,6 +96,11 @@ class Broadcaster:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    @property
+    def waiting(self) -> int:
+        """Callers inside wait_for: live tails and long polls waiting for an event."""
+        return self._waiting
+
     def wake(self, head: int | None) -> None:
         """Called by the notifier: the head is at least `head` (None: re-read it)."""
         if head is None:
