@@ -27,13 +27,13 @@ from app.api.problems import (
     ValidationProblemError,
 )
 from app.domain.errors import LimitExceededError
-from app.domain.names import TYPE_RE, TYPE_RULE
+from app.domain.names import MAX_TAGS, TAG_RULE, TYPE_RE, TYPE_RULE, is_tag
 from app.domain.types import NewEvent, new_event_ids
 from app.live.wire import dumps_text, keep_floats
 from app.settings import Settings
 
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-EVENT_MEMBERS = {"id", "type", "data", "metadata"}
+EVENT_MEMBERS = {"id", "type", "data", "metadata", "tags"}
 
 
 class _Invalid:
@@ -296,6 +296,30 @@ def _event_problems(
         elif not screened:
             at = pointer("events", i, "metadata")
             found = _joined(found, json_problems(item["metadata"], at, settings.max_json_depth))
+    if "tags" in item:
+        found = _joined(found, tag_problems(item["tags"], pointer("events", i, "tags")))
+    return found
+
+
+def tag_problems(tags: Any, at: str) -> list[dict[str, str]]:
+    """What is wrong with an event's `tags` (contract section 1): an array of at most
+    MAX_TAGS distinct tags."""
+    if not isinstance(tags, list):
+        return [{"pointer": at, "detail": "must be an array of strings"}]
+    if len(tags) > MAX_TAGS:
+        return [{"pointer": at, "detail": f"{len(tags)} tags; at most {MAX_TAGS}"}]
+    found: list[dict[str, str]] = []
+    seen: dict[str, int] = {}
+    for j, tag in enumerate(tags):
+        if not isinstance(tag, str) or not is_tag(tag):
+            found.append({"pointer": f"{at}/{j}", "detail": TAG_RULE})
+        elif _string_problems(tag, f"{at}/{j}"):
+            found.extend(_string_problems(tag, f"{at}/{j}"))
+        elif tag in seen:
+            detail = f"repeats the tag at {at}/{seen[tag]}; tags of one event are distinct"
+            found.append({"pointer": f"{at}/{j}", "detail": detail})
+        else:
+            seen[tag] = j
     return found
 
 
@@ -330,10 +354,12 @@ def _new_event(
             f"/events/{i}: data and metadata take {size} bytes; at most {settings.max_event_bytes}",
         )
     given = item.get("id")
+    tags = item.get("tags")
     return NewEvent(
         id=given.lower() if given else next(server_ids),
         type=item["type"],
         data=data,
         metadata=metadata,
         client_id=given is not None,
+        tags=tuple(tags) if tags else (),
     )

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 
 from app.api.metrics import Metrics
 from app.api.problems import ValidationProblemError
-from app.domain.names import is_name, is_type
+from app.domain.names import is_name, is_tag, is_type
 from app.domain.types import LogFilter
 from app.live.broadcaster import Broadcaster
 from app.settings import Settings
@@ -61,6 +61,7 @@ def log_filter(
     categories: Sequence[str] | None,
     types: Sequence[str] | None,
     max_length: int,
+    tags: Sequence[str] | None = None,
 ) -> LogFilter:
     """Check filter values (every problem reported) and build the filter."""
     problems: list[dict[str, str]] = []
@@ -68,6 +69,7 @@ def log_filter(
         ("stream", streams, is_name),
         ("category", categories, is_name),
         ("type", types, is_type),
+        ("tag", tags, lambda value, _: is_tag(value)),
     ):
         for value in values or ():
             if not valid(value, max_length):
@@ -76,7 +78,12 @@ def log_filter(
                 )
     if problems:
         raise ValidationProblemError(problems)
-    return LogFilter(tuple(streams or ()), tuple(categories or ()), tuple(types or ()))
+    return LogFilter(
+        tuple(streams or ()),
+        tuple(categories or ()),
+        tuple(types or ()),
+        tuple(dict.fromkeys(tags or ())),
+    )
 
 
 def page_size(limit: int, settings: Settings) -> int:

@@ -15,6 +15,7 @@ from app.api.params import (
     Limit,
     Position,
     StreamFilter,
+    TagFilter,
     TypeFilter,
 )
 from app.api.render import IMMUTABLE, NO_CACHE, json_response
@@ -39,11 +40,12 @@ async def read_log(
     stream: StreamFilter = None,
     category: CategoryFilter = None,
     type: TypeFilter = None,
+    tag: TagFilter = None,
     wait: Wait = 0,
 ) -> Response:
     """Read the global log after a position, optionally filtered."""
     limit = page_size(limit, settings)
-    where = log_filter(stream, category, type, settings.max_name_length)
+    where = log_filter(stream, category, type, settings.max_name_length, tag)
     page = await read_page(broadcaster, after, limit, where, wait)
     next_url = "/events?" + log_query(page.next_after, limit, where)
     full_and_settled = len(page.events) == limit and page.events[-1].position < page.head

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.domain.names import (
     MAX_NAME_LENGTH,
     MAX_POSITION,
+    MAX_TAGS,
     MAX_VERSION,
     NAME_PATTERN,
+    TAG_PATTERN,
     TYPE_PATTERN,
 )
 
@@ -22,6 +24,25 @@ STRICT = ConfigDict(extra="forbid", strict=True)
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 Name = Annotated[str, Field(max_length=MAX_NAME_LENGTH, pattern=NAME_PATTERN)]
 EventType = Annotated[str, Field(max_length=MAX_NAME_LENGTH, pattern=TYPE_PATTERN)]
+Tag = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=TAG_PATTERN)]
+
+
+def _distinct(tags: list[str]) -> list[str]:
+    if len(set(tags)) != len(tags):
+        raise ValueError("the tags of one event are distinct")
+    return tags
+
+
+Tags = Annotated[
+    list[Tag],
+    Field(
+        max_length=MAX_TAGS,
+        description="distinct tags (by convention key:value) that queries and "
+        "conditional appends select on; returned in the order sent",
+        json_schema_extra={"uniqueItems": True},
+    ),
+    AfterValidator(_distinct),
+]
 
 
 def _optional_uuid(schema: dict[str, Any]) -> None:
@@ -42,6 +63,7 @@ class EventIn(BaseModel):
     type: EventType
     data: Any = Field(..., description="any JSON value, stored as sent")
     metadata: dict[str, Any] = Field(default_factory=dict, description="a JSON object")
+    tags: Tags = Field(default_factory=list)
 
 
 class AppendRequest(BaseModel):
@@ -70,7 +92,57 @@ class RecordedEventOut(BaseModel):
     position: int
     data: Any
     metadata: dict[str, Any]
+    tags: list[str] = Field(..., description="the event's tags in the order sent; [] when none")
     recorded_at: str = Field(..., description="RFC 3339, UTC, with a Z suffix")
+
+
+class QueryItemIn(BaseModel):
+    model_config = STRICT
+
+    types: list[EventType] = Field(default_factory=list, max_length=MAX_TAGS)
+    tags: list[Tag] = Field(
+        default_factory=list, max_length=MAX_TAGS, description="every one of them (AND)"
+    )
+    streams: list[Name] = Field(default_factory=list, max_length=MAX_TAGS)
+    categories: list[Name] = Field(default_factory=list, max_length=MAX_TAGS)
+
+
+class QueryIn(BaseModel):
+    """An event matches the query when it matches any item; it matches an item when its
+    type is one of `types`, it carries every tag of `tags`, its stream is one of
+    `streams` and its category one of `categories` (each only when given). No item:
+    every event."""
+
+    model_config = STRICT
+
+    items: list[QueryItemIn] = Field(..., max_length=16)
+
+
+class EventsQueryIn(BaseModel):
+    model_config = STRICT
+    model_config["json_schema_extra"] = {
+        "examples": [
+            {
+                "query": {"items": [{"types": ["StudentSubscribed"], "tags": ["course:c1"]}]},
+                "after": 0,
+                "limit": 100,
+            }
+        ]
+    }
+
+    query: QueryIn
+    after: int = Field(0, ge=0, le=MAX_POSITION, description="exclusive: events after it")
+    limit: int = Field(100, ge=1, le=1000)
+    wait: float = Field(
+        0, ge=0, le=60, description="long poll: seconds to wait while nothing matches"
+    )
+
+
+class QueryPageOut(BaseModel):
+    events: list[RecordedEventOut]
+    head: int
+    next_after: int = Field(..., description="where the next read of the query starts")
+    next: None = Field(None, description="always null: send the query with next_after")
 
 
 class StreamPageOut(BaseModel):
@@ -128,9 +200,13 @@ class SnapshotOut(BaseModel):
 
 
 class FilterOut(BaseModel):
-    stream: list[str]
-    category: list[str]
-    type: list[str]
+    """The four lists, or, for a query of several items, `query` alone."""
+
+    stream: list[str] = Field(default_factory=list)
+    category: list[str] = Field(default_factory=list)
+    type: list[str] = Field(default_factory=list)
+    tag: list[str] = Field(default_factory=list)
+    query: QueryIn | None = None
 
 
 class SubscriptionIn(BaseModel):
@@ -144,6 +220,12 @@ class SubscriptionIn(BaseModel):
     )
     type: list[EventType] = Field(
         default_factory=list, max_length=100, description="event types (OR)"
+    )
+    tag: list[Tag] = Field(
+        default_factory=list, max_length=MAX_TAGS, description="tags the event carries (AND)"
+    )
+    query: QueryIn | None = Field(
+        None, description="instead of the four lists: a query (section 11)"
     )
     start: Literal["beginning", "end"] | Annotated[int, Field(ge=0, le=MAX_POSITION)] = Field(
         "beginning", description='"beginning", "end" (the head now) or a position'

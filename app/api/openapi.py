@@ -8,7 +8,14 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from app.api.models import AppendRequest, CheckpointIn, Problem, SnapshotIn, SubscriptionIn
+from app.api.models import (
+    AppendRequest,
+    CheckpointIn,
+    EventsQueryIn,
+    Problem,
+    SnapshotIn,
+    SubscriptionIn,
+)
 
 DESCRIPTION = (
     "An HTTP event store: append events to streams under optimistic concurrency "
@@ -43,6 +50,8 @@ def build(app: FastAPI) -> dict[str, Any]:
             {"name": "operations", "description": "Health and metrics"},
         ],
     )
-    _add_models(document, Problem, AppendRequest, SnapshotIn, SubscriptionIn, CheckpointIn)
+    _add_models(
+        document, Problem, AppendRequest, SnapshotIn, SubscriptionIn, CheckpointIn, EventsQueryIn
+    )
     app.openapi_schema = document
     return document

@@ -48,6 +48,7 @@ def log_query(after: int, limit: int, where: LogFilter) -> str:
         ("stream", where.streams),
         ("category", where.categories),
         ("type", where.types),
+        ("tag", where.tags),
     ):
         if values:
             query[name] = list(values)
@@ -68,9 +69,9 @@ class PageBodies:
     each."""
 
     def __init__(self) -> None:
-        self._bodies: OrderedDict[tuple[int, int, int, int, int, str], bytes] = OrderedDict()
+        self._bodies: OrderedDict[tuple[int, int, int, int, int, str | None], bytes] = OrderedDict()
 
-    def body(self, page: LogPage, next_url: str) -> bytes:
+    def body(self, page: LogPage, next_url: str | None) -> bytes:
         events = page.events
         if not events or sum(e.size for e in events) < SHARED_BODY_BYTES:
             return _render(page, next_url)
@@ -93,18 +94,23 @@ class PageBodies:
 _bodies: WeakKeyDictionary[Broadcaster, PageBodies] = WeakKeyDictionary()
 
 
-def _render(page: LogPage, next_url: str) -> bytes:
+def _render(page: LogPage, next_url: str | None) -> bytes:
+    link = "null" if next_url is None else f'"{next_url}"'
     return (
         f'{{"events":{events_json(page.events)},"head":{page.head},'
-        f'"next_after":{page.next_after},"next":"{next_url}"}}'
+        f'"next_after":{page.next_after},"next":{link}}}'
     ).encode()
 
 
 def log_page_response(
-    broadcaster: Broadcaster, page: LogPage, next_url: str, cache_control: str
+    broadcaster: Broadcaster, page: LogPage, next_url: str | None, cache_control: str
 ) -> Response:
-    """The body and headers of a log page (the global log and subscriptions)."""
-    headers = {"Link": f'<{next_url}>; rel="next"', "Cache-Control": cache_control}
+    """The body and headers of a log page (the global log, subscriptions, queries: a
+    query's page has no next link, `next_after` says where to go on)."""
+    headers = {"Cache-Control": cache_control}
+    if next_url is not None:
+        headers["Link"] = f'<{next_url}>; rel="next"'
+
     bodies = _bodies.get(broadcaster)
     if bodies is None:
         bodies = _bodies[broadcaster] = PageBodies()

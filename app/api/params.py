@@ -63,6 +63,10 @@ CategoryFilter = Annotated[
 TypeFilter = Annotated[
     list[str] | None, Query(max_length=100, description="event type; repeatable (OR)")
 ]
+TagFilter = Annotated[
+    list[str] | None,
+    Query(max_length=32, description="a tag the event must carry; repeat for several (AND)"),
+]
 
 
 class Direction(enum.StrEnum):

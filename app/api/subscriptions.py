@@ -26,10 +26,19 @@ from app.api.models import LogPageOut, SubscriptionListOut, SubscriptionOut
 from app.api.pages import Wait, log_page_response, read_page
 from app.api.params import IfMatch, Limit
 from app.api.problems import ValidationProblemError
+from app.api.query_body import parse_query, query_json
 from app.api.render import NO_CACHE, json_response
 from app.api.responses import problems
 from app.api.sse import SSE_RESPONSE, LiveResponse, live_response, start_position
-from app.domain.names import MAX_NAME_LENGTH, MAX_POSITION, NAME_PATTERN, is_name, is_type
+from app.domain.names import (
+    MAX_NAME_LENGTH,
+    MAX_POSITION,
+    MAX_TAGS,
+    NAME_PATTERN,
+    is_name,
+    is_tag,
+    is_type,
+)
 from app.domain.types import LogFilter, Subscription
 from app.live.wire import dumps, timestamp
 
@@ -52,14 +61,23 @@ def _body(schema: str) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": content}}
 
 
+def filter_body(where: LogFilter) -> dict[str, Any]:
+    """A stored filter as GET shows it: a query of several items as {"query": ...},
+    any other as its four lists."""
+    if where.any_of:
+        return {"query": query_json(where)}
+    return {
+        "stream": list(where.streams),
+        "category": list(where.categories),
+        "type": list(where.types),
+        "tag": list(where.tags),
+    }
+
+
 def subscription_body(s: Subscription, head: int) -> dict[str, Any]:
     return {
         "name": s.name,
-        "filter": {
-            "stream": list(s.filter.streams),
-            "category": list(s.filter.categories),
-            "type": list(s.filter.types),
-        },
+        "filter": filter_body(s.filter),
         "position": s.position,
         "head": head,
         "lag": max(0, head - s.position),
@@ -74,25 +92,39 @@ def parse_subscription(raw: bytes, max_name: int) -> tuple[LogFilter, int | str]
     found = [
         {"pointer": f"/{k}", "detail": "unknown member"}
         for k in body
-        if k not in ("stream", "category", "type", "start")
+        if k not in ("stream", "category", "type", "tag", "query", "start")
     ]
     lists: dict[str, tuple[str, ...]] = {}
-    for member, valid in (("stream", is_name), ("category", is_name), ("type", is_type)):
+    for member, valid, most in (
+        ("stream", is_name, 100),
+        ("category", is_name, 100),
+        ("type", is_type, 100),
+        ("tag", lambda text, _: is_tag(text), MAX_TAGS),
+    ):
         values = body.get(member, [])
-        if not isinstance(values, list) or len(values) > 100:
-            found.append({"pointer": f"/{member}", "detail": "must be a list of at most 100"})
+        if not isinstance(values, list) or len(values) > most:
+            found.append({"pointer": f"/{member}", "detail": f"must be a list of at most {most}"})
             continue
         for i, value in enumerate(values):
             if not isinstance(value, str) or not valid(value, max_name):
                 found.append({"pointer": f"/{member}/{i}", "detail": f"not a valid {member}"})
-        lists[member] = tuple(v for v in values if isinstance(v, str))
+        lists[member] = tuple(dict.fromkeys(v for v in values if isinstance(v, str)))
+    where = LogFilter()
+    if "query" in body:
+        for member in ("stream", "category", "type", "tag"):
+            if member in body:
+                detail = "a filter has the four lists or a query, not both"
+                found.append({"pointer": f"/{member}", "detail": detail})
+        where, problems_found = parse_query(body["query"], "/query", max_name)
+        found.extend(problems_found)
     start = body.get("start", "beginning")
     valid_position = type(start) is int and 0 <= start <= MAX_POSITION
     if start not in ("beginning", "end") and not valid_position:
         found.append({"pointer": "/start", "detail": 'must be "beginning", "end" or a position'})
     if found:
         raise ValidationProblemError(found)
-    where = LogFilter(lists["stream"], lists["category"], lists["type"])
+    if "query" not in body:
+        where = LogFilter(lists["stream"], lists["category"], lists["type"], lists["tag"])
     return where, start
 
 

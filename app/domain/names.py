@@ -19,7 +19,12 @@ MAX_NAME_LENGTH = 200
 MAX_POSITION = 2**63 - 1
 MAX_VERSION = MAX_POSITION
 
+# Tags (v2): no whitespace and no control characters; at most MAX_TAGS per event.
+TAG_PATTERN = r"^[^\s\x00-\x1f\x7f-\x9f]+$"
+MAX_TAGS = 32
+
 NAME_RE = re.compile(NAME_PATTERN)
+TAG_RE = re.compile(TAG_PATTERN)
 TYPE_RE = re.compile(TYPE_PATTERN)
 
 STREAM_ID_RULE = (
@@ -30,6 +35,16 @@ TYPE_RULE = (
     f"required: 1 to {MAX_NAME_LENGTH} characters, letters, digits and _ . : -, "
     "starting with a letter"
 )
+
+
+TAG_RULE = (
+    f"a tag is 1 to {MAX_NAME_LENGTH} characters with no whitespace and no control characters"
+)
+
+
+def is_tag(text: str) -> bool:
+    """A valid tag."""
+    return len(text) <= MAX_NAME_LENGTH and TAG_RE.fullmatch(text) is not None
 
 
 def is_name(text: str, max_length: int = MAX_NAME_LENGTH) -> bool:

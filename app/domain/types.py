@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
+import orjson
+
 
 class NewEvent(NamedTuple):
     """An event as a client sent it; `data` and `metadata` are already JSON text. (A
@@ -18,12 +20,18 @@ class NewEvent(NamedTuple):
     data: str
     metadata: str
     client_id: bool = True  # False when the server assigned the id
+    tags: tuple[str, ...] = ()  # in the order sent, distinct
 
     @property
     def size(self) -> int:
         """Characters of data and metadata: what batches and pages are bounded by
         (stored with the event as events.size)."""
         return len(self.data) + len(self.metadata)
+
+    @property
+    def tags_json(self) -> str:
+        """The tags as the JSON text stored in events.tags and returned by reads."""
+        return orjson.dumps(self.tags).decode() if self.tags else "[]"
 
 
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
@@ -53,11 +61,19 @@ class RecordedEvent(NamedTuple):
     data: str
     metadata: str
     recorded_at: str
+    tags: str = "[]"  # JSON text: an array of strings, in the order the writer sent them
 
     @property
     def size(self) -> int:
         """Characters of data and metadata, as stored in events.size."""
         return len(self.data) + len(self.metadata)
+
+    @property
+    def tag_set(self) -> frozenset[str]:
+        """The event's tags (parsed from `tags` on each call: only filters ask)."""
+        if self.tags == "[]":
+            return frozenset()
+        return frozenset(orjson.loads(self.tags))
 
 
 class ExpectedKind(enum.Enum):
@@ -131,21 +147,36 @@ class StreamPage:
 
 @dataclass(frozen=True, slots=True)
 class LogFilter:
-    """Filters of the global log: OR within one list, AND across lists."""
+    """Filters of the global log: OR within the stream, category and type lists, AND
+    across them; every one of `tags` (AND). One query item of contract section 11.
+
+    A query of several items (OR) is a LogFilter whose `any_of` holds them (and whose
+    own lists are empty): it matches an event that one of them matches. A query of no
+    item, like a filter of no list, matches every event."""
 
     streams: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     types: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    any_of: tuple[LogFilter, ...] = ()
 
     @property
     def is_empty(self) -> bool:
-        return not (self.streams or self.categories or self.types)
+        return not (self.streams or self.categories or self.types or self.tags or self.any_of)
+
+    @property
+    def items(self) -> tuple[LogFilter, ...]:
+        """The query items: `any_of`, or this filter as the one item."""
+        return self.any_of or (self,)
 
     def matches(self, event: RecordedEvent) -> bool:
+        if self.any_of:
+            return any(item.matches(event) for item in self.any_of)
         return (
             (not self.streams or event.stream_id in self.streams)
             and (not self.categories or category_of(event.stream_id) in self.categories)
             and (not self.types or event.type in self.types)
+            and (not self.tags or event.tag_set.issuperset(self.tags))
         )
 
 

@@ -73,6 +73,8 @@ class Broadcaster:
         self._by_stream: dict[str, set[_Waiter]] = {}
         self._by_category: dict[str, set[_Waiter]] = {}
         self._by_type: dict[str, set[_Waiter]] = {}
+        self._by_tag: dict[str, set[_Waiter]] = {}
+        self._by_query: set[_Waiter] = set()  # queries of several items
         self._wanted = asyncio.Event()
         self._resync = False
         self._task: asyncio.Task[None] | None = None
@@ -217,24 +219,33 @@ class Broadcaster:
         if where.is_empty:
             self._everyone.add(waiter)
             return
+        if where.any_of:
+            self._by_query.add(waiter)
+            return
         index, keys = self._index_of(where)
         for key in keys:
             index.setdefault(key, set()).add(waiter)
 
     def _index_of(self, where: LogFilter) -> tuple[dict[str, set[_Waiter]], tuple[str, ...]]:
         """Where a filtered waiter is indexed: under each value of its first list
-        (OR within it; the whole filter is tested on each candidate)."""
+        (OR within it), or under its first tag; the whole filter is tested on each
+        candidate. Queries of several items are tested on every new event."""
         if where.streams:
             return self._by_stream, where.streams
         if where.categories:
             return self._by_category, where.categories
-        return self._by_type, where.types
+        if where.types:
+            return self._by_type, where.types
+        return self._by_tag, where.tags[:1]
 
     def _discharge(self, waiter: _Waiter) -> None:
         self._waiting -= 1
         where = waiter.where
         if where.is_empty:
             self._everyone.discard(waiter)
+            return
+        if where.any_of:
+            self._by_query.discard(waiter)
             return
         index, keys = self._index_of(where)
         for key in keys:
@@ -256,14 +267,18 @@ class Broadcaster:
                 waiter.matched = True
                 due.append(waiter)
         by_stream, by_category, by_type = self._by_stream, self._by_category, self._by_type
-        if by_stream or by_category or by_type:
+        by_tag, by_query = self._by_tag, self._by_query
+        if by_stream or by_category or by_type or by_tag or by_query:
             for event in events:
-                for index, key in (
-                    (by_stream, event.stream_id),
-                    (by_category, category_of(event.stream_id) if by_category else ""),
-                    (by_type, event.type),
-                ):
-                    candidates = index.get(key)
+                groups = [
+                    by_stream.get(event.stream_id),
+                    by_category.get(category_of(event.stream_id)) if by_category else None,
+                    by_type.get(event.type),
+                    by_query,
+                ]
+                if by_tag and event.tags != "[]":
+                    groups.extend(by_tag.get(tag) for tag in event.tag_set)
+                for candidates in groups:
                     if not candidates:
                         continue
                     for waiter in candidates:
@@ -288,9 +303,10 @@ class Broadcaster:
 
     def _wake_all(self) -> None:
         waiters = list(self._everyone)
-        for index in (self._by_stream, self._by_category, self._by_type):
+        for index in (self._by_stream, self._by_category, self._by_type, self._by_tag):
             for group in index.values():
                 waiters.extend(group)
+        waiters.extend(self._by_query)
         for waiter in waiters:
             if not waiter.woken.done():
                 waiter.woken.set_result(None)

@@ -54,7 +54,7 @@ def event_json(e: RecordedEvent) -> str:
     return (
         f'{{"id":"{e.id}","stream_id":"{e.stream_id}","type":"{e.type}",'
         f'"version":{e.version},"position":{e.position},"data":{e.data},'
-        f'"metadata":{e.metadata},"recorded_at":"{e.recorded_at}"}}'
+        f'"metadata":{e.metadata},"tags":{e.tags},"recorded_at":"{e.recorded_at}"}}'
     )
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import orjson
+
 from app.domain.types import NewEvent, category_of
 
 # Group commit on PostgreSQL: after the lock, one statement creates the new streams at
@@ -50,31 +52,43 @@ PG_WRITE_BATCH = """
         UPDATE log_head SET position = position + %(n)s WHERE id = 1 RETURNING position
     ), inserted AS (
         INSERT INTO events (position, event_id, stream_id, category, version, type,
-                            data, metadata, recorded_at, size)
+                            data, metadata, recorded_at, size, tags)
         SELECT head.position - %(n)s + e.o, e.i, e.s, e.c, e.v, e.t,
-               COALESCE(e.d, 'null'), e.m, %(now)s, e.z
+               COALESCE(e.d, 'null'), e.m, %(now)s, e.z, e.g
         FROM head, jsonb_to_recordset(%(events)s::jsonb)
              AS e(o bigint, i uuid, s text, c text, v bigint, t text, d jsonb, m jsonb,
-                  z bigint)
+                  z bigint, g text)
         RETURNING position
+    ), tagged AS (
+        INSERT INTO event_tags (tag, position)
+        SELECT g.t, head.position - %(n)s + g.o
+        FROM head, jsonb_to_recordset(%(tags)s::jsonb) AS g(o bigint, t text)
     )
     SELECT (SELECT count(*) FROM created),
            (SELECT array_agg(position ORDER BY position) FROM inserted)
 """
 
 
-def events_json(appends: Sequence[tuple[str, int, Sequence[NewEvent]]]) -> str:
+def events_json(appends: Sequence[tuple[str, int, Sequence[NewEvent]]]) -> tuple[str, str]:
+    """The batch's events as one JSON array for PG_WRITE_BATCH, and its tags as
+    another ({o: the event's ordinal in the batch, t: a tag})."""
     # Ids are UUIDs, stream ids and types admit only characters JSON needs no escape
     # for, data and metadata are JSON text already: nothing is encoded twice.
     parts = []
+    tags: list[dict[str, object]] = []
     o = 0
     for stream_id, base, new in appends:
         category = category_of(stream_id)
         for i, e in enumerate(new, start=1):
             o += 1
+            if e.tags:
+                stored = orjson.dumps(e.tags_json).decode()
+                tags.extend({"o": o, "t": t} for t in e.tags)
+            else:
+                stored = '"[]"'
             parts.append(
                 f'{{"o":{o},"i":"{e.id}","s":"{stream_id}","c":"{category}","v":{base + i},'
                 f'"t":"{e.type}","d":{e.data},"m":{e.metadata},'
-                f'"z":{e.size}}}'
+                f'"z":{e.size},"g":{stored}}}'
             )
-    return "[" + ",".join(parts) + "]"
+    return "[" + ",".join(parts) + "]", orjson.dumps(tags).decode() if tags else "[]"

@@ -91,6 +91,7 @@ class PgTransaction:
         streams first (nothing usable was written: the caller rolls back)."""
         created = sorted(s for s in after if s not in before)
         moved = {s: v for s, v in after.items() if s in before and v != before[s]}
+        batch_events, batch_tags = append.events_json(appends)
         params = {
             "now": now,
             "n": sum(len(new) for _, _, new in appends),
@@ -99,7 +100,8 @@ class PgTransaction:
             "created_versions": [after[s] for s in created],
             "moved_ids": list(moved),
             "moved_versions": list(moved.values()),
-            "events": append.events_json(appends),
+            "events": batch_events,
+            "tags": batch_tags,
         }
         self.use.sent = True
         cursor = await self.conn.execute(append.PG_WRITE_BATCH, params)

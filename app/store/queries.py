@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.domain.names import MAX_VERSION
 from app.domain.types import LogFilter, RecordedEvent, StreamInfo
 from app.store import driver
-from app.store.tables import events, log_head, streams
+from app.store.tables import event_tags, events, log_head, streams
 
 
 def utc(value: datetime) -> datetime:
@@ -49,6 +49,7 @@ def _as_recorded(c: Any, dialect: str) -> tuple[Any, ...]:
         sa.cast(c.data, sa.Text),
         sa.cast(c.metadata, sa.Text),
         _stamp_text(c.recorded_at, dialect),
+        c.tags,
     )
 
 
@@ -61,6 +62,7 @@ RAW_COLUMNS = (
     events.c.data,
     events.c.metadata,
     events.c.recorded_at,
+    events.c.tags,
     events.c.size,
 )
 
@@ -93,7 +95,7 @@ def bounded(
 
 def cut(rows: driver.Rows) -> bool:
     """Whether a page of `bounded` ended early at the byte budget."""
-    return bool(rows) and len(rows) < rows[0][8]
+    return bool(rows) and len(rows) < rows[0][9]
 
 
 def stored_timestamp(text: str) -> str:
@@ -113,7 +115,7 @@ def to_events(rows: driver.Rows) -> list[RecordedEvent]:
         stamp = stamps.get(r[7])
         if stamp is None:
             stamp = stamps[r[7]] = stored_timestamp(r[7])
-        found.append(RecordedEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], stamp))
+        found.append(RecordedEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], stamp, r[8]))
     return found
 
 
@@ -208,6 +210,28 @@ def filtered_log_query(
     dialect: str, after: int, head: int, limit: int, where: LogFilter, budget: int
 ) -> sa.Select[Any]:
     """The filtered log query, with its values in it (its shape varies with them)."""
+    items = where.items
+    if len(items) == 1 and not items[0].tags:
+        return _one_item_query(dialect, after, head, limit, items[0], budget)
+    # Tags, or several items (OR): each item's positions from its index ranges, at
+    # most `limit` each, united; the page is the first `limit` of them.
+    parts = [_item_positions(item, after, head, limit).subquery() for item in items]
+    if len(parts) == 1:
+        chosen = sa.select(parts[0].c.position)
+    else:
+        united = sa.union(*(sa.select(part.c.position) for part in parts)).subquery()
+        chosen = sa.select(united.c.position).order_by(united.c.position).limit(limit)
+    page = (
+        _select_raw()
+        .where(events.c.position.in_(chosen.scalar_subquery()))
+        .order_by(events.c.position)
+    )
+    return bounded(page, dialect, budget=budget)
+
+
+def _one_item_query(
+    dialect: str, after: int, head: int, limit: int, where: LogFilter, budget: int
+) -> sa.Select[Any]:
     base = _select_raw().where(events.c.position > after, events.c.position <= head)
     # The first non-empty filter drives the index; the others are plain conditions.
     filters = [
@@ -229,6 +253,62 @@ def filtered_log_query(
     merged = sa.union_all(*(sa.select(*part.c) for part in parts)).subquery()
     page = sa.select(*merged.c).order_by(merged.c.position).limit(limit)
     return bounded(page, dialect, budget=budget)
+
+
+def _item_positions(item: LogFilter, after: int, head: int, limit: int) -> sa.Select[Any]:
+    """The first `limit` positions in (after, head] that one query item matches.
+
+    With tags, the range of its first tag in event_tags' primary key drives; every
+    other tag is a lookup of that key, and the other lists conditions on the event's
+    row (found by its primary key). Without, as a filtered read: one index range per
+    value of its first list, merged."""
+    if not item.tags:
+        lists = [
+            (events.c.stream_id, item.streams),
+            (events.c.category, item.categories),
+            (events.c.type, item.types),
+        ]
+        present = [(column, values) for column, values in lists if values]
+        if not present:
+            return (
+                sa.select(events.c.position)
+                .where(events.c.position > after, events.c.position <= head)
+                .order_by(events.c.position)
+                .limit(limit)
+            )
+        (driver_column, driver_values), rest = present[0], present[1:]
+        base = sa.select(events.c.position).where(
+            events.c.position > after, events.c.position <= head
+        )
+        for column, values in rest:
+            base = base.where(column.in_(values))
+        parts = [
+            base.where(driver_column == v).order_by(events.c.position).limit(limit).subquery()
+            for v in dict.fromkeys(driver_values)
+        ]
+        merged = sa.union_all(*(sa.select(part.c.position) for part in parts)).subquery()
+        return sa.select(merged.c.position).order_by(merged.c.position).limit(limit)
+    first = event_tags.alias("t0")
+    query = sa.select(first.c.position).where(
+        first.c.tag == item.tags[0], first.c.position > after, first.c.position <= head
+    )
+    for k, tag in enumerate(item.tags[1:], start=1):
+        other = event_tags.alias(f"t{k}")
+        query = query.where(
+            sa.exists().where(other.c.tag == tag, other.c.position == first.c.position)
+        )
+    conditions = [
+        column.in_(values)
+        for column, values in (
+            (events.c.stream_id, item.streams),
+            (events.c.category, item.categories),
+            (events.c.type, item.types),
+        )
+        if values
+    ]
+    if conditions:
+        query = query.join(events, events.c.position == first.c.position).where(*conditions)
+    return query.order_by(first.c.position).limit(limit)
 
 
 async def log_events(

@@ -35,8 +35,9 @@ _stamp = sa.DateTime(timezone=True).dialect_impl(_DIALECT).bind_processor(_DIALE
 
 INSERT_EVENT = (
     "INSERT INTO events (position, event_id, stream_id, category, version, type, data,"
-    " metadata, recorded_at, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " metadata, recorded_at, size, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+INSERT_TAG = "INSERT INTO event_tags (tag, position) VALUES (?, ?)"
 BUMP = "UPDATE log_head SET position = position + ? WHERE id = 1 RETURNING position"
 MOVE = "UPDATE streams SET version = ?, updated_at = ? WHERE stream_id = ?"
 
@@ -104,15 +105,19 @@ class SqliteTransaction:
         (last,) = self.conn.execute(BUMP, (n,)).fetchone()
         position = int(last) - n
         rows = []
+        tags: list[tuple[str, int]] = []
         for stream_id, base, new in appends:
             category = category_of(stream_id)
             for i, e in enumerate(new, start=1):
                 position += 1
                 rows.append(
                     (position, e.id, stream_id, category, base + i, e.type, e.data,
-                     e.metadata, at, e.size)
+                     e.metadata, at, e.size, e.tags_json)
                 )  # fmt: skip
+                tags.extend((t, position) for t in e.tags)
         self.conn.executemany(INSERT_EVENT, rows)
+        if tags:
+            self.conn.executemany(INSERT_TAG, tags)
         return list(range(int(last) - n + 1, int(last) + 1))
 
 

@@ -36,12 +36,21 @@ COLUMNS = (
 
 
 def filter_json(where: LogFilter) -> str:
-    """A canonical JSON form, so equal filters compare equal."""
+    """A canonical JSON form, so equal filters compare equal: the four lists, or, for
+    a query of several items, {"query": [item, ...]} with each item canonical."""
+    if where.any_of:
+        items = sorted(_lists(item) for item in where.any_of)
+        return json.dumps({"query": [json.loads(i) for i in items]}, separators=(",", ":"))
+    return _lists(where)
+
+
+def _lists(where: LogFilter) -> str:
     return json.dumps(
         {
             "stream": sorted(set(where.streams)),
             "category": sorted(set(where.categories)),
             "type": sorted(set(where.types)),
+            "tag": sorted(set(where.tags)),
         },
         separators=(",", ":"),
     )
@@ -49,7 +58,18 @@ def filter_json(where: LogFilter) -> str:
 
 def _filter(text: str) -> LogFilter:
     raw = json.loads(text)
-    return LogFilter(tuple(raw["stream"]), tuple(raw["category"]), tuple(raw["type"]))
+    if "query" in raw:
+        return LogFilter(any_of=tuple(_item(item) for item in raw["query"]))
+    return _item(raw)
+
+
+def _item(raw: dict[str, list[str]]) -> LogFilter:
+    return LogFilter(
+        tuple(raw["stream"]),
+        tuple(raw["category"]),
+        tuple(raw["type"]),
+        tuple(raw.get("tag", ())),  # stored before tags existed: none
+    )
 
 
 def _subscription(row: sa.Row[tuple[str, str, int, datetime]]) -> Subscription:

@@ -49,12 +49,24 @@ events = sa.Table(
     sa.Column("recorded_at", Timestamp, nullable=False),
     # Characters of the data and metadata JSON (bytes for ASCII): pages are bounded by it.
     sa.Column("size", sa.BigInteger, nullable=False, server_default="0"),
+    # The tags as JSON text, in the order sent (reads); event_tags indexes them.
+    sa.Column("tags", sa.Text, nullable=False, server_default="[]"),
     sa.UniqueConstraint("event_id", name="events_event_id_key"),
     sa.UniqueConstraint("stream_id", "version", name="events_stream_id_version_key"),
 )
 sa.Index("events_stream_id_position", events.c.stream_id, events.c.position)
 sa.Index("events_category_position", events.c.category, events.c.position)
 sa.Index("events_type_position", events.c.type, events.c.position)
+
+# One row per tag of an event: "events with tag t after position p" is a range of
+# the primary key (DESIGN section 8).
+event_tags = sa.Table(
+    "event_tags",
+    metadata,
+    sa.Column("tag", Name, nullable=False),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("tag", "position", name="event_tags_pkey"),
+)
 
 log_head = sa.Table(
     "log_head",

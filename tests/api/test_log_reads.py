@@ -134,6 +134,7 @@ async def test_filtered_paging_never_rescans(client: httpx.AsyncClient) -> None:
 async def test_one_event_by_position(client: httpx.AsyncClient) -> None:
     await write_log(client)
     sent = event_body(type="OrderPlaced", data={"total": 42}, metadata={"correlation_id": "c"})
+    sent["tags"] = ["region:eu", "customer:c-7"]  # returned in the order sent
     await append_ok(client, "Order-42", event_body(), sent)
     response = await client.get("/events/8")
     assert response.status_code == 200
@@ -148,8 +149,12 @@ async def test_one_event_by_position(client: httpx.AsyncClient) -> None:
         "position": 8,
         "data": {"total": 42},
         "metadata": {"correlation_id": "c"},
+        "tags": ["region:eu", "customer:c-7"],
     }
-    assert (await client.get("/events/1")).json()["stream_id"] == "A-1"
+    first = (await client.get("/events/1")).json()
+    assert (first["stream_id"], first["tags"]) == ("A-1", [])
+    page = (await client.get("/events?after=7&limit=1")).json()
+    assert page["events"][0]["tags"] == ["region:eu", "customer:c-7"]
     for position in (9, 10_000, 2**63 - 1):
         assert_problem(await client.get(f"/events/{position}"), 404, "event-not-found")
 

@@ -183,6 +183,7 @@ async def test_one_event_by_version(client: httpx.AsyncClient) -> None:
         "position": 2,
         "data": {"total": 42},
         "metadata": {},
+        "tags": [],
     }
     page = (await client.get("/streams/Order-2")).json()
     assert page["events"][0] == {**event, "recorded_at": recorded_at}

@@ -26,7 +26,12 @@ async def test_create_get_list_delete(client: httpx.AsyncClient) -> None:
     assert created.status_code == 201, created.text
     assert created.headers["etag"] == '"0"'
     body = created.json()
-    assert body["filter"] == {"stream": [], "category": ["Invoice", "Order"], "type": ["Happened"]}
+    assert body["filter"] == {
+        "stream": [],
+        "category": ["Invoice", "Order"],
+        "type": ["Happened"],
+        "tag": [],
+    }
     assert (body["position"], body["head"], body["lag"]) == (0, 3, 3)
     again = await client.put(
         "/subscriptions/billing", json={"type": ["Happened"], "category": ["Invoice", "Order"]}

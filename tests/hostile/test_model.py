@@ -43,9 +43,11 @@ from app.settings import Settings
 
 STREAMS = ["Order-1", "Order-2", "Cart-1", "solo"]
 TYPES = ["Placed", "Paid", "a.b:c-d_e"]
+TAGS = ["course:c1", "student:s9", "é:ü", "a\"b\\\\c", "x" * 200]
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 RESET = [
     "DELETE FROM events",
+    "DELETE FROM event_tags",
     "DELETE FROM streams",
     "DELETE FROM snapshots",
     "DELETE FROM subscriptions",
@@ -86,6 +88,7 @@ class Event:
     position: int
     data: Any
     metadata: dict[str, Any]
+    tags: list[str] = field(default_factory=list)
 
     def json(self) -> dict[str, Any]:
         return {
@@ -96,6 +99,7 @@ class Event:
             "position": self.position,
             "data": self.data,
             "metadata": self.metadata,
+            "tags": self.tags,
         }
 
 
@@ -107,6 +111,7 @@ class Sent:
     type: str
     data: Any
     metadata: dict[str, Any] | None
+    tags: list[str] | None = None
 
     def body(self) -> dict[str, Any]:
         member: dict[str, Any] = {"type": self.type, "data": self.data}
@@ -114,6 +119,8 @@ class Sent:
             member["id"] = self.id
         if self.metadata is not None:
             member["metadata"] = self.metadata
+        if self.tags is not None:
+            member["tags"] = self.tags
         return member
 
 
@@ -287,6 +294,7 @@ class ContractMachine(RuleBasedStateMachine):
                 len(self.model.log) + i + 1,
                 s.data,
                 s.metadata if s.metadata is not None else {},
+                list(s.tags or ()),
             )
             new.append(event)
         receipt = {
@@ -323,6 +331,7 @@ class ContractMachine(RuleBasedStateMachine):
                 st.sampled_from(TYPES),
                 json_values,
                 st.none() | st.dictionaries(text, json_values, max_size=2),
+                st.none() | st.lists(st.sampled_from(TAGS), max_size=3, unique=True),
             ),
             min_size=1,
             max_size=3,
@@ -333,11 +342,14 @@ class ContractMachine(RuleBasedStateMachine):
     def append_new(
         self,
         stream_id: str,
-        events: list[tuple[bool, str, Any, dict[str, Any] | None]],
+        events: list[tuple[bool, str, Any, dict[str, Any] | None, list[str] | None]],
         choice: tuple[str, str] | None,
         delta: int,
     ) -> tuple[str, list[Sent]] | None:
-        sent = [Sent(self.fresh_id() if with_id else None, t, d, m) for with_id, t, d, m in events]
+        sent = [
+            Sent(self.fresh_id() if with_id else None, t, d, m, g)
+            for with_id, t, d, m, g in events
+        ]
         header = self.header(choice, self.model.version(stream_id), delta)
         receipt = self.append(stream_id, sent, header)
         if receipt is None or any(s.id is None for s in sent):

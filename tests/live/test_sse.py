@@ -423,3 +423,31 @@ async def test_idle_subscribers_that_hang_up_are_let_go(servers: ServerFactory) 
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await eventually(lambda: _equals(live_subscribers(client), 0), "all five let go")
+
+
+async def test_live_tag_filter_delivers_only_events_with_every_tag(
+    servers: ServerFactory,
+) -> None:
+    """Waiters with tags are indexed by their first tag and tested whole."""
+    server = servers()
+
+    async def tagged(stream: str, *tags: str) -> None:
+        body = append_body({**event_body(), "tags": list(tags)})
+        response = await client.post(f"{server.url}/streams/{stream}", json=body)
+        assert response.status_code == 201, response.text
+
+    async with httpx.AsyncClient(timeout=DEADLINE) as client:
+        url = f"{server.url}/events/live?after=0&tag=course:c1&tag=student:s1"
+        task = await subscribed(client, url, reached(6))
+        await tagged("Course-c1", "course:c1")  # 1: one of the two
+        await tagged("Course-c1", "student:s1", "course:c1")  # 2: both
+        await tagged("Course-c2", "course:c2", "student:s1")  # 3
+        await append(client, server.url, "Other-1")  # 4: none
+        await tagged("Course-c1", "course:c1", "student:s2")  # 5
+        await tagged("Student-s1", "course:c1", "x", "student:s1")  # 6: both
+        got = await task
+    delivered = events_of(got)
+    assert [(m.position, m.json["tags"]) for m in delivered] == [
+        (2, ["student:s1", "course:c1"]),
+        (6, ["course:c1", "x", "student:s1"]),
+    ]

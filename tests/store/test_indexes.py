@@ -25,8 +25,32 @@ from tests.support.factories import new_event
             "events_category_position|events_type_position",
         ),
         (LogFilter(streams=("Order-1", "Order-2", "User-9")), "events_stream_id_position"),
+        (LogFilter(tags=("course:c1",)), "event_tags_pkey|sqlite_autoindex_event_tags_1"),
+        (
+            LogFilter(types=("Placed",), tags=("course:c1", "student:s1")),
+            "event_tags_pkey|sqlite_autoindex_event_tags_1",
+        ),
+        (
+            LogFilter(
+                any_of=(
+                    LogFilter(types=("Placed",), tags=("course:c1",)),
+                    LogFilter(tags=("student:s1",)),
+                    LogFilter(streams=("Order-1",)),
+                )
+            ),
+            "event_tags_pkey|sqlite_autoindex_event_tags_1",
+        ),
     ],
-    ids=["stream", "category", "type", "categories-and-type", "streams"],
+    ids=[
+        "stream",
+        "category",
+        "type",
+        "categories-and-type",
+        "streams",
+        "tag",
+        "type-and-tags",
+        "query-items",
+    ],
 )
 async def test_filtered_read_plan_uses_the_filter_index(
     store: EventStore, where: LogFilter, index: str
