@@ -297,6 +297,7 @@ async def test_checker_catches_positions_drawn_from_a_sequence(
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await broken_store.install_sequence(conn)
     monkeypatch.setattr(append, "PG_WRITE_BATCH", broken_store.BROKEN_PG_WRITE_BATCH)
+    monkeypatch.setattr(append, "PG_LOCK_HEAD", broken_store.UNLOCKED_HEAD)
 
     run = await run_held_append(client, other_process, database_url)
 

@@ -168,6 +168,18 @@ TABLE: dict[type[BaseException], Kind] = {
     de.DuplicateEventIdError: Kind(
         409, "duplicate-event-id", "Duplicate event id", lambda e: {"event_ids": e.event_ids}
     ),
+    de.AppendConditionFailedError: Kind(
+        409,
+        "append-condition-failed",
+        "Append condition failed",
+        lambda e: {
+            "streams": [
+                {"stream_id": s, "expected": expected, "current_version": current}
+                for s, expected, current in e.streams
+            ],
+            **({"matched_position": e.matched_position} if e.matched_position else {}),
+        },
+    ),
     de.StaleSnapshotError: Kind(
         409,
         "stale-snapshot",

@@ -95,6 +95,23 @@ class WrongExpectedVersionError(EvstoreError):
         self.current_version = current_version
 
 
+class AppendConditionFailedError(EvstoreError):
+    """A conditional append across streams (POST /events) that must not be written:
+    `streams` lists every unmet expectation (stream_id, expected as sent, current
+    version); `matched_position` is the lowest event above `after` that matches the
+    condition's query, when the condition failed."""
+
+    def __init__(
+        self, streams: list[tuple[str, int | str, int]], matched_position: int | None
+    ) -> None:
+        parts = [f"stream {s!r} is at version {v}, expected {e}" for s, e, v in streams]
+        if matched_position is not None:
+            parts.append(f"the event at position {matched_position} matches the condition")
+        super().__init__("; ".join(parts))
+        self.streams = streams
+        self.matched_position = matched_position
+
+
 class DuplicateEventIdError(EvstoreError):
     def __init__(self, event_ids: list[str]) -> None:
         super().__init__("event ids already used elsewhere in the store: " + ", ".join(event_ids))

@@ -126,6 +126,46 @@ class AppendResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Condition:
+    """Fail the append when an event that `where` matches lies above `after` (None:
+    any matching event fails it)."""
+
+    where: LogFilter
+    after: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """What an append across streams expects of one stream; `sent` is the value as
+    sent (an integer or "exists"), echoed in a 409."""
+
+    stream_id: str
+    expected: ExpectedVersion
+    sent: int | str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedReceipt:
+    """One event of an append across streams as written."""
+
+    id: str
+    stream_id: str
+    version: int
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class MultiAppendResult:
+    """The receipt of an append across streams; `streams` holds each written stream's
+    version after it, in the order first written; `replayed` for an idempotent retry."""
+
+    head: int
+    events: tuple[RecordedReceipt, ...]
+    streams: tuple[tuple[str, int], ...]
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class StreamInfo:
     stream_id: str
     category: str

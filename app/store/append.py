@@ -30,6 +30,7 @@ from app.domain.types import NewEvent, category_of
 # than asked means another process created one meanwhile: the caller rolls back) and
 # the positions of the events, in order. jsonb_to_recordset reads a JSON null as SQL
 # NULL: data that is null is put back as the JSON null.
+PG_LOCK_HEAD = "SELECT position FROM log_head WHERE id = 1 FOR UPDATE"
 PG_LOCK_STREAMS = """
     SELECT stream_id, version FROM streams WHERE stream_id = ANY(%(ids)s)
     ORDER BY stream_id FOR UPDATE

@@ -30,8 +30,8 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy import exc
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
-from app.domain.types import NewEvent, category_of
-from app.store import append
+from app.domain.types import Condition, NewEvent, category_of
+from app.store import append, queries
 from app.store.engine import sever_driver
 
 CHANNEL = "evstore_head"
@@ -67,13 +67,26 @@ class PgTransaction:
         self.conn = conn
         self.use = use
 
-    async def lock_streams(self, stream_ids: Sequence[str]) -> dict[str, int]:
-        """BEGIN, then lock the existing rows of these streams in stream id order (so
-        that batches of different processes never deadlock): one round trip."""
+    async def lock(
+        self, stream_ids: Sequence[str], conditions: Sequence[Condition]
+    ) -> tuple[int, dict[str, int], list[int | None]]:
+        """BEGIN; lock the log_head row, then the existing rows of these streams in
+        stream id order (every batch of every process locks in this order: none
+        deadlocks); then, under those locks, each condition's first match. One round
+        trip. The head, the streams' versions, and the conditions' matches."""
         async with self.conn.pipeline():
             await self.conn.execute("BEGIN")
-            cursor = await self.conn.execute(append.PG_LOCK_STREAMS, {"ids": list(stream_ids)})
-        return {stream_id: int(version) for stream_id, version in await cursor.fetchall()}
+            head = await self.conn.execute(append.PG_LOCK_HEAD)
+            locked = await self.conn.execute(append.PG_LOCK_STREAMS, {"ids": list(stream_ids)})
+            checks = [await self.conn.execute(*_first_match(c)) for c in conditions]
+        row = await head.fetchone()
+        assert row is not None
+        versions = {stream_id: int(version) for stream_id, version in await locked.fetchall()}
+        matches = []
+        for check in checks:
+            found = await check.fetchone()
+            matches.append(None if found is None or found[0] is None else int(found[0]))
+        return int(row[0]), versions, matches
 
     async def find_event_ids(self, ids: Sequence[str]) -> dict[str, tuple[str, int, int]]:
         return await find_event_ids(self.conn, ids)
@@ -111,6 +124,12 @@ class PgTransaction:
         if made != len(created):
             return None
         return list(positions)
+
+
+def _first_match(condition: Condition) -> tuple[str, dict[str, Any]]:
+    query = queries.first_match_query(condition.where, condition.after or 0)
+    compiled = query.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
+    return compiled.string, dict(compiled.params)
 
 
 async def find_event_ids(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[str, int, int]]:

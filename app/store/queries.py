@@ -229,6 +229,18 @@ def filtered_log_query(
     return bounded(page, dialect, budget=budget)
 
 
+def first_match_query(where: LogFilter, after: int) -> sa.Select[Any]:
+    """The lowest position above `after` of an event that `where` matches (NULL when
+    none): each item's first match from its index range, the least of them. The
+    condition of a conditional append, run after the log_head lock is granted."""
+    parts = [
+        _item_positions(item, after, MAX_VERSION, 1).subquery()
+        for item in (where.items if not where.is_empty else (where,))
+    ]
+    united = sa.union_all(*(sa.select(part.c.position) for part in parts)).subquery()
+    return sa.select(sa.func.min(united.c.position))
+
+
 def _one_item_query(
     dialect: str, after: int, head: int, limit: int, where: LogFilter, budget: int
 ) -> sa.Select[Any]:

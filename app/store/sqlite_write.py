@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
-from app.domain.types import NewEvent, category_of
+from app.domain.types import Condition, NewEvent, category_of
+from app.store import queries
 
 T = TypeVar("T")
 
@@ -53,9 +54,24 @@ class SqliteTransaction:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def lock_streams(self, stream_ids: Sequence[str]) -> dict[str, int]:
-        """The versions of the existing streams (BEGIN IMMEDIATE holds the file's
-        write lock already: no row locks to take)."""
+    def lock(
+        self, stream_ids: Sequence[str], conditions: Sequence[Condition]
+    ) -> tuple[int, dict[str, int], list[int | None]]:
+        """The head, the versions of the existing streams and each condition's first
+        match (BEGIN IMMEDIATE holds the file's write lock already: every other
+        writer waits until this transaction ends)."""
+        (head,) = self.conn.execute("SELECT position FROM log_head WHERE id = 1").fetchone()
+        matches: list[int | None] = []
+        for condition in conditions:
+            query = queries.first_match_query(condition.where, condition.after or 0)
+            compiled = query.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
+            params = compiled.params
+            args = [params[name] for name in compiled.positiontup or ()]
+            (found,) = self.conn.execute(compiled.string, args).fetchone()
+            matches.append(None if found is None else int(found))
+        return int(head), self._versions(stream_ids), matches
+
+    def _versions(self, stream_ids: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
         for part in _chunks(stream_ids):
             marks = ",".join("?" * len(part))

@@ -2,9 +2,12 @@
 
 The writer takes every append waiting in its queue (it never waits for company, so a
 lone append is not delayed), and in one transaction:
-1. locks the existing stream rows of the batch in stream id order;
-2. checks each request's expected version in memory, in arrival order, against the
-   locked versions as the earlier requests of the batch move them;
+1. locks the log_head row, then the existing stream rows of the batch in stream id
+   order, and runs the conditions' queries (appends across streams) under the locks;
+2. checks each request's expectations and condition in memory, in arrival order,
+   against the locked versions and the committed matches, as the earlier requests of
+   the batch move the versions and add events a later condition may match (DESIGN
+   section 8);
 3. for the requests that fail, looks up their event ids once: a retry of an append
    that already succeeded gets its original receipt, partial reuse a 409;
 4. creates the rows of new streams, bumps the log_head counter once for the whole
@@ -24,14 +27,26 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from app.domain.errors import (
+    AppendConditionFailedError,
     DuplicateEventIdError,
     EvstoreError,
     StoreUnavailableError,
     WrongExpectedVersionError,
 )
-from app.domain.types import AppendedEvent, AppendResult, ExpectedVersion, NewEvent
+from app.domain.types import (
+    AppendedEvent,
+    AppendResult,
+    Condition,
+    Expectation,
+    ExpectedVersion,
+    MultiAppendResult,
+    NewEvent,
+    RecordedEvent,
+    RecordedReceipt,
+)
 from app.store.failures import (
     EventIdTakenError,
     VersionTakenError,
@@ -50,14 +65,35 @@ ALONE_ROUNDS = 3
 WriteConnection = PgWriteConnection | SqliteWriteConnection
 
 
+Outcome = AppendResult | MultiAppendResult | EvstoreError
+
+
 @dataclass
 class _Request:
-    stream_id: str
-    new: list[NewEvent]
-    expected: ExpectedVersion
-    done: asyncio.Future[AppendResult]
-    base_version: int = 0
-    outcome: AppendResult | EvstoreError | None = None
+    """One append: `POST /streams/{id}` (`single` holds its expectation, one stream)
+    or `POST /events` (`expect` and `condition`, any streams)."""
+
+    events: list[tuple[str, NewEvent]]  # (stream id, event), in request order
+    done: asyncio.Future[Any]
+    single: ExpectedVersion | None = None
+    expect: tuple[Expectation, ...] = ()
+    condition: Condition | None = None
+    bases: dict[str, int] = field(default_factory=dict)  # versions at this request's turn
+    outcome: Outcome | None = None
+
+    @property
+    def new(self) -> list[NewEvent]:
+        return [e for _, e in self.events]
+
+    @property
+    def stream_id(self) -> str:
+        """The stream of a single-stream append."""
+        return self.events[0][0]
+
+    @property
+    def streams(self) -> list[str]:
+        """Every stream it writes or expects, first written first."""
+        return list(dict.fromkeys([s for s, _ in self.events] + [x.stream_id for x in self.expect]))
 
 
 @dataclass
@@ -127,12 +163,32 @@ class Writer:
     async def append(
         self, stream_id: str, new: list[NewEvent], expected: ExpectedVersion
     ) -> AppendResult:
+        """Append to one stream (POST /streams/{id}): a 412 on a failed expectation."""
+        events = [(stream_id, e) for e in new]
+        result: AppendResult = await self._submit(_Request(events, self._future(), expected))
+        return result
+
+    async def append_across(
+        self,
+        events: list[tuple[str, NewEvent]],
+        expect: tuple[Expectation, ...] = (),
+        condition: Condition | None = None,
+    ) -> MultiAppendResult:
+        """Append to any streams at once (POST /events), with expectations and a
+        condition: AppendConditionFailedError when they do not hold."""
+        request = _Request(events, self._future(), expect=expect, condition=condition)
+        result: MultiAppendResult = await self._submit(request)
+        return result
+
+    def _future(self) -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().create_future()
+
+    async def _submit(self, request: _Request) -> Any:
         if not self.running:
             raise StoreUnavailableError("the append writer is not running")
-        done: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Request(stream_id, new, expected, done))
+        self._queue.put_nowait(request)
         # The caller may go away; the append still commits or rolls back as a whole.
-        return await asyncio.shield(done)
+        return await asyncio.shield(request.done)
 
     async def _run(self) -> None:
         while True:
@@ -188,7 +244,7 @@ class Writer:
             self._queue.task_done()
             if request.done.done():
                 continue
-            if isinstance(request.outcome, AppendResult):
+            if isinstance(request.outcome, AppendResult | MultiAppendResult):
                 request.done.set_result(request.outcome)
             elif request.outcome is not None:
                 request.done.set_exception(request.outcome)
@@ -208,7 +264,7 @@ class Writer:
             with translated():
                 found = await self.connection.find_event_ids([e.id for e in request.new])
             if found:
-                request.outcome = replay_or_conflict(request.stream_id, request.new, found)
+                request.outcome = _replay_or_conflict(request, found)
                 return
         request.outcome = StoreUnavailableError("the append kept colliding with others; retry")
 
@@ -217,7 +273,7 @@ class Writer:
         if len(ids) != len(set(ids)):
             raise _RetryAloneError  # two requests of the batch share ids: decide alone
         now = datetime.now(UTC)
-        stream_ids = sorted({r.stream_id for r in batch.requests})
+        stream_ids = sorted({s for r in batch.requests for s in r.streams})
         try:
             try:
                 positions = await self._transaction(batch, stream_ids, now)
@@ -237,29 +293,25 @@ class Writer:
             raise _RetryAloneError from e
         if batch.accepted and positions:
             offset = 0
-            for request in batch.accepted:
-                receipt = tuple(
-                    AppendedEvent(e.id, request.base_version + i + 1, positions[offset + i])
-                    for i, e in enumerate(request.new)
-                )
-                offset += len(request.new)
-                request.outcome = AppendResult(
-                    request.stream_id, request.base_version + len(request.new), receipt
-                )
+            for request in batch.accepted:  # the positions as written, in batch order
+                taken = positions[offset : offset + len(request.events)]
+                offset += len(request.events)
+                request.outcome = _receipt(request, taken)
             self._committed(positions[-1])
 
     async def _transaction(self, batch: _Batch, stream_ids: list[str], now: datetime) -> list[int]:
         """Decide and write the batch in one transaction; the positions written."""
         connection = self.connection
+        conditions = [r.condition for r in batch.requests if r.condition is not None]
         with translated():
             if isinstance(connection, SqliteWriteConnection):  # one call on its thread
                 return await connection.transaction(
-                    lambda t: _write(t, batch, now, t.lock_streams(stream_ids))
+                    lambda t: _write(t, batch, now, *t.lock(stream_ids, conditions))
                 )
             async with connection.transaction() as t:
                 batch.use = t.use
-                versions = await t.lock_streams(stream_ids)
-                failed = _decide(batch, versions)
+                head, versions, matches = await t.lock(stream_ids, conditions)
+                failed = _decide(batch, head, versions, matches)
                 ids = _client_ids(failed)
                 _settle(failed, await t.find_event_ids(ids) if ids else {})
                 positions: list[int] = []
@@ -279,21 +331,60 @@ class Writer:
             log.error("the after-commit hook failed", exc_info=e)
 
 
-def _decide(batch: _Batch, versions: dict[str, int]) -> list[_Request]:
-    """Check each request's expected version, in arrival order, against the locked
-    versions as the earlier requests of the batch move them; the accepted ones join
-    `batch.accepted` and move `batch.known`. The requests that failed."""
+def _decide(
+    batch: _Batch, head: int, versions: dict[str, int], matches: list[int | None]
+) -> list[_Request]:
+    """Check each request, in arrival order, against the locked versions and the
+    conditions' committed matches, as the earlier requests of the batch move the
+    versions and add events (which a later condition matches like committed ones);
+    the accepted join `batch.accepted` and move `batch.known`. The requests that
+    failed (their outcome says why, unless they turn out to be a retry)."""
     known = batch.known = dict(versions)
+    position = head  # the last position taken, committed or by this batch
+    added: list[RecordedEvent] = []  # the accepted events, for later conditions
+    committed = iter(matches)
     failed: list[_Request] = []
     for request in batch.requests:
-        current = known.get(request.stream_id, 0)
-        request.base_version = current  # what this request saw, at its turn
-        if request.expected.matches(current):
-            known[request.stream_id] = current + len(request.new)
-            batch.accepted.append(request)
+        request.bases = {s: known.get(s, 0) for s in request.streams}
+        matched = next(committed) if request.condition is not None else None
+        if request.single is not None:
+            if not request.single.matches(request.bases[request.stream_id]):
+                failed.append(request)
+                continue
         else:
-            failed.append(request)
+            unmet = [
+                (x.stream_id, x.sent, request.bases[x.stream_id])
+                for x in request.expect
+                if not x.expected.matches(request.bases[x.stream_id])
+            ]
+            if request.condition is not None:
+                matched = _first_match(request.condition, matched, added)
+            if unmet or matched is not None:
+                request.outcome = AppendConditionFailedError(unmet, matched)
+                failed.append(request)
+                continue
+        for stream_id, e in request.events:
+            position += 1
+            known[stream_id] = known.get(stream_id, 0) + 1
+            added.append(
+                RecordedEvent(
+                    e.id, stream_id, e.type, known[stream_id], position, "", "", "", e.tags_json
+                )
+            )
+        batch.accepted.append(request)
     return failed
+
+
+def _first_match(
+    condition: Condition, committed: int | None, added: list[RecordedEvent]
+) -> int | None:
+    """The lowest position above `after` that the condition matches: the committed
+    match, or an event an earlier request of the batch was granted."""
+    after = condition.after or 0
+    for event in added:
+        if event.position > after and condition.where.matches(event):
+            return event.position if committed is None else min(committed, event.position)
+    return committed
 
 
 def _client_ids(failed: list[_Request]) -> list[str]:
@@ -302,27 +393,65 @@ def _client_ids(failed: list[_Request]) -> list[str]:
 
 
 def _settle(failed: list[_Request], found: dict[str, tuple[str, int, int]]) -> None:
-    """A failed precondition may be a retry of a stored append (200) or reuse ids
-    (409); otherwise it is a 412 with the version the request saw."""
+    """A failed request may be a retry of a stored append (200) or reuse ids (409);
+    otherwise a single-stream append is a 412 with the version it saw, and an append
+    across streams keeps its 409."""
     for request in failed:
         mine = {e.id: found[e.id] for e in request.new if e.id in found}
         if mine:
-            request.outcome = replay_or_conflict(request.stream_id, request.new, mine)
+            request.outcome = _replay_or_conflict(request, mine)
             continue
-        request.outcome = WrongExpectedVersionError(
-            request.stream_id, request.expected.raw, request.base_version
-        )
+        if request.single is not None:
+            request.outcome = WrongExpectedVersionError(
+                request.stream_id, request.single.raw, request.bases[request.stream_id]
+            )
 
 
 def _appends(batch: _Batch) -> list[tuple[str, int, list[NewEvent]]]:
-    return [(r.stream_id, r.base_version, r.new) for r in batch.accepted]
+    """The accepted events as runs of one stream each: (stream, version before the
+    run, its events), in batch order."""
+    runs: list[tuple[str, int, list[NewEvent]]] = []
+    for request in batch.accepted:
+        versions = dict(request.bases)
+        for stream_id, e in request.events:
+            if (
+                runs
+                and runs[-1][0] == stream_id
+                and runs[-1][2]
+                and versions[stream_id] == (runs[-1][1] + len(runs[-1][2]))
+            ):
+                runs[-1][2].append(e)
+            else:
+                runs.append((stream_id, versions[stream_id], [e]))
+            versions[stream_id] += 1
+    return runs
+
+
+def _receipt(request: _Request, positions: list[int]) -> AppendResult | MultiAppendResult:
+    """The answer of an accepted request, from the versions and positions it got."""
+    versions = dict(request.bases)
+    events = []
+    for (stream_id, e), position in zip(request.events, positions, strict=True):
+        versions[stream_id] += 1
+        events.append(RecordedReceipt(e.id, stream_id, versions[stream_id], position))
+    if request.single is not None:
+        receipt = tuple(AppendedEvent(e.id, e.version, e.position) for e in events)
+        return AppendResult(request.stream_id, versions[request.stream_id], receipt)
+    written = dict.fromkeys(s for s, _ in request.events)
+    streams = tuple((s, versions[s]) for s in written)
+    return MultiAppendResult(positions[-1], tuple(events), streams)
 
 
 def _write(
-    t: SqliteTransaction, batch: _Batch, now: datetime, versions: dict[str, int]
+    t: SqliteTransaction,
+    batch: _Batch,
+    now: datetime,
+    head: int,
+    versions: dict[str, int],
+    matches: list[int | None],
 ) -> list[int]:
     """The SQLite transaction's body, on the writer's thread: as the PostgreSQL one."""
-    failed = _decide(batch, versions)
+    failed = _decide(batch, head, versions, matches)
     ids = _client_ids(failed)
     _settle(failed, t.find_event_ids(ids) if ids else {})
     if not batch.accepted:
@@ -334,10 +463,36 @@ def _write(
 
 
 def _size(request: _Request) -> int:
-    new = request.new
-    if len(new) == 1:  # most appends: no generator
-        return new[0].size
-    return sum(e.size for e in new)
+    events = request.events
+    if len(events) == 1:  # most appends: no generator
+        return events[0][1].size
+    return sum(e.size for _, e in events)
+
+
+def _replay_or_conflict(request: _Request, found: dict[str, tuple[str, int, int]]) -> Outcome:
+    """The original receipt when the request repeats a stored append (every event in
+    the same stream, in the same order, at consecutive positions); else the
+    DuplicateEventIdError to answer."""
+    if request.single is not None:
+        return replay_or_conflict(request.stream_id, request.new, found)
+    stored = [found.get(e.id) for _, e in request.events]
+    if all(e.client_id for _, e in request.events) and all(s is not None for s in stored):
+        places = [s for s in stored if s is not None]
+        first = places[0][2]
+        same = all(
+            s[0] == stream_id and s[2] == first + i
+            for i, ((stream_id, _), s) in enumerate(zip(request.events, places, strict=True))
+        )
+        if same:
+            events = tuple(
+                RecordedReceipt(e.id, s[0], s[1], s[2])
+                for (_, e), s in zip(request.events, places, strict=True)
+            )
+            versions: dict[str, int] = {}
+            for event in events:
+                versions[event.stream_id] = event.version
+            return MultiAppendResult(events[-1].position, events, tuple(versions.items()), True)
+    return DuplicateEventIdError([e.id for _, e in request.events if e.id in found])
 
 
 def replay_or_conflict(

@@ -221,6 +221,7 @@ def test_the_registry_gives_each_slug_one_status_and_title() -> None:
         "unavailable",
         "request-timeout",
         "headers-too-large",
+        "append-condition-failed",
     }
 
 

@@ -8,7 +8,9 @@ the bug DESIGN section 3 rules out. Everything else (versions, receipts) stays c
 
 Install it on a test database with `install_sequence`, then patch
 `app.store.append.PG_WRITE_BATCH` (the one append statement: batches, and single
-appends as batches of one) with `BROKEN_PG_WRITE_BATCH` (pytest's monkeypatch).
+appends as batches of one) with `BROKEN_PG_WRITE_BATCH`, and `PG_LOCK_HEAD` (the
+writer locks log_head before anything else) with `UNLOCKED_HEAD` (pytest's
+monkeypatch).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import psycopg
 from app.store.append import PG_WRITE_BATCH
 
 SEQUENCE = "evstore_broken_position"
+UNLOCKED_HEAD = "SELECT position FROM log_head WHERE id = 1"
 
 # The group-commit statement with the same fault: its stream part as is, then
 # positions from the sequence and the head moved after the insert; same parameters
