@@ -13,7 +13,18 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api import docs, live, log, ops, problems, query, snapshots, streams, subscriptions
+from app.api import (
+    across,
+    docs,
+    live,
+    log,
+    ops,
+    problems,
+    query,
+    snapshots,
+    streams,
+    subscriptions,
+)
 from app.api import openapi as openapi_document
 from app.api.front import build_front
 from app.api.metrics import Metrics
@@ -103,6 +114,7 @@ def create_app(settings: Settings | None = None, fast_append: bool = True) -> Fa
     app.include_router(snapshots.router)  # before streams: "snapshot" is not a version
     app.include_router(streams.router)
     app.include_router(live.router)  # before log: /events/live is not a position
+    app.include_router(across.router)
     app.include_router(query.router)  # before log: /events/query is not a position
     app.include_router(log.router)
     app.include_router(subscriptions.router)

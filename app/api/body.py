@@ -26,9 +26,28 @@ from app.api.problems import (
     UnsupportedMediaTypeError,
     ValidationProblemError,
 )
+from app.api.query_body import parse_query
 from app.domain.errors import LimitExceededError
-from app.domain.names import MAX_TAGS, TAG_RULE, TYPE_RE, TYPE_RULE, is_tag
-from app.domain.types import NewEvent, new_event_ids
+from app.domain.names import (
+    MAX_POSITION,
+    MAX_TAGS,
+    MAX_VERSION,
+    STREAM_ID_RULE,
+    TAG_RULE,
+    TYPE_RE,
+    TYPE_RULE,
+    is_name,
+    is_tag,
+)
+from app.domain.types import (
+    Condition,
+    Expectation,
+    ExpectedKind,
+    ExpectedVersion,
+    LogFilter,
+    NewEvent,
+    new_event_ids,
+)
 from app.live.wire import dumps_text, keep_floats
 from app.settings import Settings
 
@@ -222,21 +241,7 @@ INLINE_PARSE_BYTES = 256 * 1024
 
 def parse_append(raw: bytes, settings: Settings) -> list[NewEvent]:
     """The events of an append request body, validated and with JSON encoded once."""
-    body = _fast_parse(raw, settings.max_json_depth)
-    screened = body is not None  # nothing in it that json_problems would report
-    if body is None:
-        body = parse_json(raw)
-    if not isinstance(body, dict) or not isinstance(body.get("events"), list):
-        raise ValidationProblemError(
-            [{"pointer": "/events", "detail": "the body must be an object with an events array"}]
-        )
-    items: list[Any] = body["events"]
-    if len(items) > settings.max_events_per_append:
-        raise LimitExceededError(
-            "max_events_per_append",
-            settings.max_events_per_append,
-            f"{len(items)} events in one append; at most {settings.max_events_per_append}",
-        )
+    body, items, screened = _events_body(raw, settings)
     # Plain lists while the body is well-formed (the common case, on the hot path);
     # Problems, bounded, once the JSON walk of a strict-parsed body finds something.
     problems = [{"pointer": pointer(k), "detail": "unknown member"} for k in body if k != "events"]
@@ -254,15 +259,144 @@ def parse_append(raw: bytes, settings: Settings) -> list[NewEvent]:
     return [_new_event(item, i, settings, encode, ids) for i, item in enumerate(items)]
 
 
+def _events_body(raw: bytes, settings: Settings) -> tuple[dict[str, Any], list[Any], bool]:
+    """The parsed body of an append, its events array, and whether the fast parse
+    screened it (nothing in it that json_problems would report)."""
+    body = _fast_parse(raw, settings.max_json_depth)
+    screened = body is not None
+    if body is None:
+        body = parse_json(raw)
+    if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+        detail = "the body must be an object with an events array"
+        raise ValidationProblemError([{"pointer": "/events", "detail": detail}])
+    items: list[Any] = body["events"]
+    if len(items) > settings.max_events_per_append:
+        raise LimitExceededError(
+            "max_events_per_append",
+            settings.max_events_per_append,
+            f"{len(items)} events in one append; at most {settings.max_events_per_append}",
+        )
+    return body, items, screened
+
+
+ACROSS_MEMBERS = {"events", "expect", "condition"}
+
+
+def parse_append_across(
+    raw: bytes, settings: Settings
+) -> tuple[list[tuple[str, NewEvent]], list[Expectation], Condition | None]:
+    """The events (each with its stream), expectations and condition of a body of
+    POST /events (contract section 11), every problem reported with its pointer."""
+    body, items, screened = _events_body(raw, settings)
+    problems: list[dict[str, str]] = [
+        {"pointer": pointer(k), "detail": "unknown member"} for k in body if k not in ACROSS_MEMBERS
+    ]
+    if not items:
+        problems.append({"pointer": "/events", "detail": "send at least one event"})
+    seen: dict[str, int] = {}
+    members = EVENT_MEMBERS | {"stream_id"}
+    for i, item in enumerate(items):
+        found = _event_problems(item, i, seen, settings, screened, members)
+        if isinstance(item, dict):
+            stream_id = item.get("stream_id")
+            if not isinstance(stream_id, str) or not is_name(stream_id):
+                found.append(
+                    {"pointer": pointer("events", i, "stream_id"), "detail": STREAM_ID_RULE}
+                )
+        if found:
+            problems = _joined(problems, found)
+    expect, found = _expectations(body.get("expect", []), settings.max_events_per_append)
+    problems = _joined(problems, found)
+    condition = None
+    if "condition" in body:
+        condition, found = _condition(body["condition"], settings.max_name_length)
+        problems = _joined(problems, found)
+    if problems:
+        raise ValidationProblemError(problems)
+    encode = _encode if screened else dumps_text
+    ids = iter(new_event_ids(sum(1 for item in items if "id" not in item)))
+    events = [
+        (item["stream_id"], _new_event(item, i, settings, encode, ids))
+        for i, item in enumerate(items)
+    ]
+    return events, expect, condition
+
+
+def _expectations(value: Any, most: int) -> tuple[list[Expectation], list[dict[str, str]]]:
+    if not isinstance(value, list) or len(value) > most:
+        detail = f"must be an array of at most {most} expectations"
+        return [], [{"pointer": "/expect", "detail": detail}]
+    found: list[dict[str, str]] = []
+    expect: list[Expectation] = []
+    seen: set[str] = set()
+    for i, item in enumerate(value):
+        at = pointer("expect", i)
+        if not isinstance(item, dict):
+            found.append({"pointer": at, "detail": 'must be {"stream_id", "version"}'})
+            continue
+        found += [
+            {"pointer": f"{at}/{k}", "detail": "unknown member"}
+            for k in item
+            if k not in ("stream_id", "version")
+        ]
+        stream_id, version = item.get("stream_id"), item.get("version")
+        if not isinstance(stream_id, str) or not is_name(stream_id):
+            found.append({"pointer": f"{at}/stream_id", "detail": STREAM_ID_RULE})
+        elif stream_id in seen:
+            found.append({"pointer": f"{at}/stream_id", "detail": "one expectation per stream"})
+        else:
+            seen.add(stream_id)
+        if version == "exists":
+            expected = ExpectedVersion(ExpectedKind.EXISTS, raw='"exists"')
+        elif type(version) is int and 0 <= version <= MAX_VERSION:
+            kind = ExpectedKind.NO_STREAM if version == 0 else ExpectedKind.EXACT
+            expected = ExpectedVersion(kind, frozenset({version}), str(version))
+        else:
+            detail = 'required: a version (0: no events) or "exists"'
+            found.append({"pointer": f"{at}/version", "detail": detail})
+            continue
+        if isinstance(stream_id, str):
+            expect.append(Expectation(stream_id, expected, version))
+    return expect, found
+
+
+def _condition(value: Any, max_name: int) -> tuple[Condition | None, list[dict[str, str]]]:
+    if not isinstance(value, dict):
+        detail = 'must be {"fail_if_events_match": query, "after": position}'
+        return None, [{"pointer": "/condition", "detail": detail}]
+    found = [
+        {"pointer": f"/condition/{k}", "detail": "unknown member"}
+        for k in value
+        if k not in ("fail_if_events_match", "after")
+    ]
+    if "fail_if_events_match" not in value:
+        detail = "required: the query of events that must not exist"
+        found.append({"pointer": "/condition/fail_if_events_match", "detail": detail})
+        where = LogFilter()
+    else:
+        at = "/condition/fail_if_events_match"
+        where, problems = parse_query(value["fail_if_events_match"], at, max_name)
+        found += problems
+    after = value.get("after")
+    if after is not None and (type(after) is not int or not 0 <= after <= MAX_POSITION):
+        found.append({"pointer": "/condition/after", "detail": "must be a position >= 0"})
+    return (None if found else Condition(where, after)), found
+
+
 def _event_problems(
-    item: Any, i: int, seen: dict[str, int], settings: Settings, screened: bool
+    item: Any,
+    i: int,
+    seen: dict[str, int],
+    settings: Settings,
+    screened: bool,
+    members: set[str] = EVENT_MEMBERS,
 ) -> list[dict[str, str]]:
     if not isinstance(item, dict):
         return [{"pointer": pointer("events", i), "detail": "an event must be an object"}]
     found = [
         {"pointer": pointer("events", i, k), "detail": "unknown member"}
         for k in item
-        if k not in EVENT_MEMBERS
+        if k not in members
     ]
     event_id = item.get("id")
     if "id" in item:

@@ -138,6 +138,82 @@ class EventsQueryIn(BaseModel):
     )
 
 
+class AcrossEventIn(EventIn):
+    stream_id: Name = Field(..., description="the stream this event is appended to")
+
+
+class ExpectIn(BaseModel):
+    model_config = STRICT
+
+    stream_id: Name
+    version: Literal["exists"] | Annotated[int, Field(ge=0, le=MAX_VERSION)] = Field(
+        ..., description='the stream\'s version (0: it has no events) or "exists"'
+    )
+
+
+class ConditionIn(BaseModel):
+    model_config = STRICT
+
+    fail_if_events_match: QueryIn
+    after: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_POSITION,
+        description="exclusive; absent: any matching event fails the append. "
+        "Normally the head of the read the decision was made on",
+    )
+
+
+class AcrossRequest(BaseModel):
+    model_config = STRICT
+    model_config["json_schema_extra"] = {
+        "examples": [
+            {
+                "events": [
+                    {
+                        "stream_id": "Course-c1",
+                        "type": "StudentSubscribed",
+                        "data": {"student": "s9"},
+                        "tags": ["course:c1", "student:s9"],
+                    },
+                    {"stream_id": "Student-s9", "type": "CourseJoined", "data": {"course": "c1"}},
+                ],
+                "expect": [{"stream_id": "Student-s9", "version": 3}],
+                "condition": {
+                    "fail_if_events_match": {
+                        "items": [{"types": ["StudentSubscribed"], "tags": ["course:c1"]}]
+                    },
+                    "after": 1050,
+                },
+            }
+        ]
+    }
+
+    events: list[AcrossEventIn] = Field(..., min_length=1, max_length=1000)
+    expect: list[ExpectIn] = Field(
+        default_factory=list, max_length=1000, description="at most one per stream"
+    )
+    condition: ConditionIn | None = None
+
+
+class AcrossEventOut(BaseModel):
+    id: str
+    stream_id: str
+    version: int
+    position: int
+
+
+class AcrossStreamOut(BaseModel):
+    stream_id: str
+    version: int = Field(..., description="the stream's version after the append")
+
+
+class AcrossReceipt(BaseModel):
+    head: int = Field(..., description="the last new position")
+    events: list[AcrossEventOut]
+    streams: list[AcrossStreamOut]
+
+
 class QueryPageOut(BaseModel):
     events: list[RecordedEventOut]
     head: int

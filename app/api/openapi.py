@@ -9,6 +9,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from app.api.models import (
+    AcrossRequest,
     AppendRequest,
     CheckpointIn,
     EventsQueryIn,
@@ -51,7 +52,14 @@ def build(app: FastAPI) -> dict[str, Any]:
         ],
     )
     _add_models(
-        document, Problem, AppendRequest, SnapshotIn, SubscriptionIn, CheckpointIn, EventsQueryIn
+        document,
+        Problem,
+        AppendRequest,
+        SnapshotIn,
+        SubscriptionIn,
+        CheckpointIn,
+        EventsQueryIn,
+        AcrossRequest,
     )
     app.openapi_schema = document
     return document

@@ -11,9 +11,12 @@ from collections.abc import Sequence
 from app.domain.errors import EventNotFoundError, StreamNotFoundError
 from app.domain.types import (
     AppendResult,
+    Condition,
+    Expectation,
     ExpectedVersion,
     LogFilter,
     LogPage,
+    MultiAppendResult,
     NewEvent,
     RecordedEvent,
     StreamInfo,
@@ -44,6 +47,20 @@ class EventStore:
         StoreUnavailableError. The write is shielded from the caller's cancellation, so
         it either commits or rolls back as a whole."""
         return await self.writer.append(stream_id, list(new), expected)
+
+    async def append_across(
+        self,
+        events: Sequence[tuple[str, NewEvent]],
+        expect: Sequence[Expectation] = (),
+        condition: Condition | None = None,
+    ) -> MultiAppendResult:
+        """Append events to several streams atomically (POST /events), if every
+        expectation holds and no event that the condition's query matches lies above
+        its `after`; the check runs under the append lock, so of concurrent appends
+        that would each violate another's condition exactly one succeeds. Raises
+        AppendConditionFailedError, DuplicateEventIdError, StoreUnavailableError;
+        a retry of a stored append returns its original result."""
+        return await self.writer.append_across(list(events), tuple(expect), condition)
 
     # --- reads ---------------------------------------------------------------------
 

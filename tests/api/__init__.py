@@ -30,6 +30,7 @@ TITLES = {
     "not-found": "Not found",
     "method-not-allowed": "Method not allowed",
     "duplicate-event-id": "Duplicate event id",
+    "append-condition-failed": "Append condition failed",
     "wrong-expected-version": "Wrong expected version",
     "payload-too-large": "Payload too large",
     "unsupported-media-type": "Unsupported media type",

@@ -43,7 +43,7 @@ from app.settings import Settings
 
 STREAMS = ["Order-1", "Order-2", "Cart-1", "solo"]
 TYPES = ["Placed", "Paid", "a.b:c-d_e"]
-TAGS = ["course:c1", "student:s9", "é:ü", "a\"b\\\\c", "x" * 200]
+TAGS = ["course:c1", "student:s9", "é:ü", 'a"b\\\\c', "x" * 200]
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 RESET = [
     "DELETE FROM events",
@@ -347,8 +347,7 @@ class ContractMachine(RuleBasedStateMachine):
         delta: int,
     ) -> tuple[str, list[Sent]] | None:
         sent = [
-            Sent(self.fresh_id() if with_id else None, t, d, m, g)
-            for with_id, t, d, m, g in events
+            Sent(self.fresh_id() if with_id else None, t, d, m, g) for with_id, t, d, m, g in events
         ]
         header = self.header(choice, self.model.version(stream_id), delta)
         receipt = self.append(stream_id, sent, header)
