@@ -235,6 +235,13 @@ class LogPageOut(BaseModel):
     next: str = Field(..., description="relative URL of the next page")
 
 
+class BackwardLogPageOut(BaseModel):
+    events: list[RecordedEventOut] = Field(..., description="newest first")
+    head: int = Field(..., description="the highest committed position")
+    next_before: int = Field(..., description="pass as `before` to read on (older events)")
+    next: str = Field(..., description="relative URL of the next, older page")
+
+
 class StreamInfoOut(BaseModel):
     stream_id: str
     category: str

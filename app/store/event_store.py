@@ -122,6 +122,19 @@ class EventStore:
         next_after = found[-1].position if full else max(after, head)
         return LogPage(found, head, next_after)
 
+    async def read_log_backward(self, before: int | None, limit: int, where: LogFilter) -> LogPage:
+        """The newest events below `before` (None: past the head), newest first, at
+        most `limit` and about `page_bytes`, matching `where`. The page's `next_after`
+        holds where the next backward read starts (its `before`): the last position
+        returned, or 1 once the scan reached the first position."""
+        async with self.db.connect() as conn:
+            head = await queries.head(conn)
+            top = head + 1 if before is None else min(before, head + 1)
+            found, cut = await queries.log_events_backward(conn, top, limit, where, self.page_bytes)
+        full = cut or len(found) == limit
+        next_before = found[-1].position if full else min(top, 1)
+        return LogPage(found, head, next_before)
+
     async def list_streams(
         self, prefix: str | None, categories: Sequence[str], after: str | None, limit: int
     ) -> list[StreamInfo]:

@@ -229,6 +229,46 @@ def filtered_log_query(
     return bounded(page, dialect, budget=budget)
 
 
+def _order(column: Any, backward: bool) -> Any:
+    return column.desc() if backward else column
+
+
+def backward_log_query(
+    dialect: str, before: int, limit: int, where: LogFilter, budget: int
+) -> sa.Select[Any]:
+    """The newest `limit` events below `before` that `where` matches, newest first,
+    cut at `budget` bytes: for an unfiltered read the exact range below `before`
+    (positions are dense), else each item's index range read backward and united."""
+    order = events.c.position.desc()
+    if where.is_empty:
+        page = (
+            _select_raw()
+            .where(events.c.position < before, events.c.position >= before - limit)
+            .order_by(order)
+        )
+        return bounded(page, dialect, backward=True, budget=budget)
+    parts = [
+        _item_positions(item, 0, before - 1, limit, backward=True).subquery()
+        for item in where.items
+    ]
+    united = sa.union(*(sa.select(part.c.position) for part in parts)).subquery()
+    chosen = sa.select(united.c.position).order_by(united.c.position.desc()).limit(limit)
+    page = _select_raw().where(events.c.position.in_(chosen.scalar_subquery())).order_by(order)
+    return bounded(page, dialect, backward=True, budget=budget)
+
+
+async def log_events_backward(
+    conn: AsyncConnection, before: int, limit: int, where: LogFilter, budget: int
+) -> tuple[list[RecordedEvent], bool]:
+    """Up to `limit` events below `before`, newest first, that `where` matches, cut at
+    `budget` bytes; and whether the page was cut."""
+    if before <= 1:
+        return [], False
+    query = backward_log_query(conn.dialect.name, before, limit, where, budget)
+    rows = await driver.fetch(conn, query, {})
+    return to_events(rows), cut(rows)
+
+
 def first_match_query(where: LogFilter, after: int) -> sa.Select[Any]:
     """The lowest position above `after` of an event that `where` matches (NULL when
     none): each item's first match from its index range, the least of them. The
@@ -267,8 +307,11 @@ def _one_item_query(
     return bounded(page, dialect, budget=budget)
 
 
-def _item_positions(item: LogFilter, after: int, head: int, limit: int) -> sa.Select[Any]:
-    """The first `limit` positions in (after, head] that one query item matches.
+def _item_positions(
+    item: LogFilter, after: int, head: int, limit: int, backward: bool = False
+) -> sa.Select[Any]:
+    """The first `limit` positions in (after, head] that one query item matches (the
+    last `limit`, newest first, `backward`).
 
     With tags, the range of its first tag in event_tags' primary key drives; every
     other tag is a lookup of that key, and the other lists conditions on the event's
@@ -285,7 +328,7 @@ def _item_positions(item: LogFilter, after: int, head: int, limit: int) -> sa.Se
             return (
                 sa.select(events.c.position)
                 .where(events.c.position > after, events.c.position <= head)
-                .order_by(events.c.position)
+                .order_by(_order(events.c.position, backward))
                 .limit(limit)
             )
         (driver_column, driver_values), rest = present[0], present[1:]
@@ -295,11 +338,16 @@ def _item_positions(item: LogFilter, after: int, head: int, limit: int) -> sa.Se
         for column, values in rest:
             base = base.where(column.in_(values))
         parts = [
-            base.where(driver_column == v).order_by(events.c.position).limit(limit).subquery()
+            base.where(driver_column == v)
+            .order_by(_order(events.c.position, backward))
+            .limit(limit)
+            .subquery()
             for v in dict.fromkeys(driver_values)
         ]
         merged = sa.union_all(*(sa.select(part.c.position) for part in parts)).subquery()
-        return sa.select(merged.c.position).order_by(merged.c.position).limit(limit)
+        return (
+            sa.select(merged.c.position).order_by(_order(merged.c.position, backward)).limit(limit)
+        )
     first = event_tags.alias("t0")
     query = sa.select(first.c.position).where(
         first.c.tag == item.tags[0], first.c.position > after, first.c.position <= head
@@ -320,7 +368,7 @@ def _item_positions(item: LogFilter, after: int, head: int, limit: int) -> sa.Se
     ]
     if conditions:
         query = query.join(events, events.c.position == first.c.position).where(*conditions)
-    return query.order_by(first.c.position).limit(limit)
+    return query.order_by(_order(first.c.position, backward)).limit(limit)
 
 
 async def log_events(

@@ -186,3 +186,32 @@ async def test_subscriptions_filter_by_tags_or_by_a_query(client: httpx.AsyncCli
     assert_validation(await client.put("/subscriptions/bad", json=both), ("pointer", "/type"))
     bad_tag = {"tag": ["a b"]}
     assert_validation(await client.put("/subscriptions/bad", json=bad_tag), ("pointer", "/tag/0"))
+
+
+async def test_backward_log_reads_give_the_newest_first(client: httpx.AsyncClient) -> None:
+    await seed(client)
+
+    async def read(query: str) -> dict[str, Any]:
+        response = await client.get(f"/events?direction=backward&{query}")
+        assert response.status_code == 200, response.text
+        page: dict[str, Any] = response.json()
+        return page
+
+    newest = await read("limit=1&category=Course")
+    assert positions(newest) == [5] and newest["next_before"] == 5
+    assert newest["next"] == "/events?direction=backward&before=5&limit=1&category=Course"
+    everything = await read("limit=2")
+    assert positions(everything) == [5, 4] and everything["head"] == 5
+    older = (await client.get(everything["next"])).json()
+    assert positions(older) == [3, 2] and older["next_before"] == 2
+    last = (await client.get(older["next"])).json()
+    assert positions(last) == [1] and last["next_before"] == 1
+    assert positions((await client.get(last["next"])).json()) == []
+    assert positions(await read("before=5&tag=student:s1")) == [3, 1]
+    assert positions(await read("before=99&type=Left")) == [5]
+    assert_validation(await client.get("/events?before=3"), ("parameter", "before"))
+    assert_validation(
+        await client.get("/events?direction=backward&after=2&wait=1"),
+        ("parameter", "after"),
+        ("parameter", "wait"),
+    )

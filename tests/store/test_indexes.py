@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from app.domain.types import ANY_VERSION, LogFilter
 from app.store import driver
 from app.store.event_store import EventStore
-from app.store.queries import filtered_log_query
+from app.store.queries import backward_log_query, filtered_log_query
 from tests.support.factories import new_event
 
 
@@ -127,3 +127,23 @@ async def test_a_page_reads_only_its_own_rows_without_statistics(
             cursor = await raw.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, args)
             [(plan,)] = await cursor.fetchall()
             assert _scanned_rows(plan[0]["Plan"]) <= 1000, (sql, args, plan)
+
+
+async def test_the_newest_event_of_a_category_is_an_index_range_read_backward(
+    store: EventStore,
+) -> None:
+    query = backward_log_query(
+        store.db.dialect, before=1_000_000, limit=1, where=LogFilter(categories=("Order",)),
+        budget=1 << 20,
+    )  # fmt: skip
+    sql = str(query.compile(store.db.engine, compile_kwargs={"literal_binds": True}))
+    async with store.db.engine.connect() as conn:
+        if store.db.dialect == "postgresql":
+            await conn.execute(sa.text("SET enable_seqscan = off"))
+            plan = "\n".join(r[0] for r in await conn.execute(sa.text("EXPLAIN " + sql)))
+            assert "Seq Scan on events" not in plan, plan
+        else:
+            rows = await conn.execute(sa.text("EXPLAIN QUERY PLAN " + sql))
+            plan = "\n".join(str(r[-1]) for r in rows)
+            assert "SCAN events" not in plan.replace("USING INDEX", ""), plan
+        assert "events_category_position" in plan, plan
