@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None, fast_append: bool = True) -> Fa
     app.include_router(streams.router)
     app.include_router(live.router)  # before log: /events/live is not a position
     app.include_router(across.router)
+    app.include_router(across.trackers_router)
     app.include_router(query.router)  # before log: /events/query is not a position
     app.include_router(log.router)
     app.include_router(subscriptions.router)

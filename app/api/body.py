@@ -32,6 +32,7 @@ from app.domain.names import (
     MAX_POSITION,
     MAX_TAGS,
     MAX_VERSION,
+    NAME_RULE,
     STREAM_ID_RULE,
     TAG_RULE,
     TYPE_RE,
@@ -46,6 +47,7 @@ from app.domain.types import (
     ExpectedVersion,
     LogFilter,
     NewEvent,
+    Track,
     new_event_ids,
 )
 from app.live.wire import dumps_text, keep_floats
@@ -279,20 +281,22 @@ def _events_body(raw: bytes, settings: Settings) -> tuple[dict[str, Any], list[A
     return body, items, screened
 
 
-ACROSS_MEMBERS = {"events", "expect", "condition"}
+ACROSS_MEMBERS = {"events", "expect", "condition", "track"}
 
 
 def parse_append_across(
     raw: bytes, settings: Settings
-) -> tuple[list[tuple[str, NewEvent]], list[Expectation], Condition | None]:
+) -> tuple[list[tuple[str, NewEvent]], list[Expectation], Condition | None, Track | None]:
     """The events (each with its stream), expectations and condition of a body of
     POST /events (contract section 11), every problem reported with its pointer."""
     body, items, screened = _events_body(raw, settings)
     problems: list[dict[str, str]] = [
         {"pointer": pointer(k), "detail": "unknown member"} for k in body if k not in ACROSS_MEMBERS
     ]
-    if not items:
-        problems.append({"pointer": "/events", "detail": "send at least one event"})
+    track, found_track = _track(body["track"]) if "track" in body else (None, [])
+    problems = _joined(problems, found_track)
+    if not items and "track" not in body:
+        problems.append({"pointer": "/events", "detail": "send at least one event (or a track)"})
     seen: dict[str, int] = {}
     members = EVENT_MEMBERS | {"stream_id"}
     for i, item in enumerate(items):
@@ -319,7 +323,26 @@ def parse_append_across(
         (item["stream_id"], _new_event(item, i, settings, encode, ids))
         for i, item in enumerate(items)
     ]
-    return events, expect, condition
+    return events, expect, condition, track
+
+
+def _track(value: Any) -> tuple[Track | None, list[dict[str, str]]]:
+    if not isinstance(value, dict):
+        return None, [{"pointer": "/track", "detail": 'must be {"name", "position"}'}]
+    found = [
+        {"pointer": f"/track/{k}", "detail": "unknown member"}
+        for k in value
+        if k not in ("name", "position")
+    ]
+    name, position = value.get("name"), value.get("position")
+    if not isinstance(name, str) or not is_name(name):
+        found.append({"pointer": "/track/name", "detail": "required: " + NAME_RULE})
+    if type(position) is not int or not 0 <= position <= MAX_POSITION:
+        found.append({"pointer": "/track/position", "detail": "required: a position >= 0"})
+    if found:
+        return None, found
+    assert isinstance(name, str) and isinstance(position, int)
+    return Track(name, position), []
 
 
 def _expectations(value: Any, most: int) -> tuple[list[Expectation], list[dict[str, str]]]:

@@ -164,6 +164,26 @@ class ConditionIn(BaseModel):
     )
 
 
+class TrackIn(BaseModel):
+    model_config = STRICT
+
+    name: Name = Field(..., description="the tracker: one per upstream log and consumer")
+    position: int = Field(
+        ..., ge=0, le=MAX_POSITION, description="the upstream position this append results from"
+    )
+
+
+class TrackerOut(BaseModel):
+    name: str
+    position: int
+    updated_at: str
+
+
+class TrackerListOut(BaseModel):
+    trackers: list[TrackerOut]
+    next: str | None
+
+
 class AcrossRequest(BaseModel):
     model_config = STRICT
     model_config["json_schema_extra"] = {
@@ -189,11 +209,16 @@ class AcrossRequest(BaseModel):
         ]
     }
 
-    events: list[AcrossEventIn] = Field(..., min_length=1, max_length=1000)
+    events: list[AcrossEventIn] = Field(
+        ..., max_length=1000, description="at least one, unless `track` is given"
+    )
     expect: list[ExpectIn] = Field(
         default_factory=list, max_length=1000, description="at most one per stream"
     )
     condition: ConditionIn | None = None
+    track: TrackIn | None = Field(
+        None, description="fail unless the tracker stands below `position`; then move it there"
+    )
 
 
 class AcrossEventOut(BaseModel):

@@ -158,6 +158,9 @@ TABLE: dict[type[BaseException], Kind] = {
     de.SubscriptionNotFoundError: Kind(
         404, "subscription-not-found", "Subscription not found", lambda e: {"name": e.name}
     ),
+    de.TrackerNotFoundError: Kind(
+        404, "tracker-not-found", "Tracker not found", lambda e: {"name": e.name}
+    ),
     MethodNotAllowedError: Kind(
         405,
         "method-not-allowed",
@@ -178,6 +181,11 @@ TABLE: dict[type[BaseException], Kind] = {
                 for s, expected, current in e.streams
             ],
             **({"matched_position": e.matched_position} if e.matched_position else {}),
+            **(
+                {"tracker": {"name": e.tracker[0], "position": e.tracker[1]}}
+                if e.tracker is not None
+                else {}
+            ),
         },
     ),
     de.StaleSnapshotError: Kind(

@@ -102,14 +102,26 @@ class AppendConditionFailedError(EvstoreError):
     condition's query, when the condition failed."""
 
     def __init__(
-        self, streams: list[tuple[str, int | str, int]], matched_position: int | None
+        self,
+        streams: list[tuple[str, int | str, int]],
+        matched_position: int | None,
+        tracker: tuple[str, int] | None = None,
     ) -> None:
         parts = [f"stream {s!r} is at version {v}, expected {e}" for s, e, v in streams]
         if matched_position is not None:
             parts.append(f"the event at position {matched_position} matches the condition")
+        if tracker is not None:
+            parts.append(f"tracker {tracker[0]!r} stands at {tracker[1]} already")
         super().__init__("; ".join(parts))
         self.streams = streams
         self.matched_position = matched_position
+        self.tracker = tracker
+
+
+class TrackerNotFoundError(EvstoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no tracker named {name!r}")
+        self.name = name
 
 
 class DuplicateEventIdError(EvstoreError):

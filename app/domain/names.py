@@ -27,6 +27,10 @@ NAME_RE = re.compile(NAME_PATTERN)
 TAG_RE = re.compile(TAG_PATTERN)
 TYPE_RE = re.compile(TYPE_PATTERN)
 
+NAME_RULE = (
+    f"a name of 1 to {MAX_NAME_LENGTH} characters from {NAME_CHARACTERS}, "
+    "starting with a letter or digit"
+)
 STREAM_ID_RULE = (
     f"must be 1 to {MAX_NAME_LENGTH} characters from {NAME_CHARACTERS}, "
     "starting with a letter or digit"

@@ -135,6 +135,22 @@ class Condition:
 
 
 @dataclass(frozen=True, slots=True)
+class Track:
+    """Record that an append results from processing `position` of an upstream log:
+    it fails when the tracker `name` stands at `position` or beyond."""
+
+    name: str
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tracker:
+    name: str
+    position: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Expectation:
     """What an append across streams expects of one stream; `sent` is the value as
     sent (an integer or "exists"), echoed in a 409."""

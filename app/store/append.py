@@ -31,6 +31,9 @@ from app.domain.types import NewEvent, category_of
 # the positions of the events, in order. jsonb_to_recordset reads a JSON null as SQL
 # NULL: data that is null is put back as the JSON null.
 PG_LOCK_HEAD = "SELECT position FROM log_head WHERE id = 1 FOR UPDATE"
+PG_LOCK_TRACKERS = """
+    SELECT name, position FROM trackers WHERE name = ANY(%(names)s) ORDER BY name FOR UPDATE
+"""
 PG_LOCK_STREAMS = """
     SELECT stream_id, version FROM streams WHERE stream_id = ANY(%(ids)s)
     ORDER BY stream_id FOR UPDATE
@@ -64,6 +67,11 @@ PG_WRITE_BATCH = """
         INSERT INTO event_tags (tag, position)
         SELECT g.t, head.position - %(n)s + g.o
         FROM head, jsonb_to_recordset(%(tags)s::jsonb) AS g(o bigint, t text)
+    ), tracked AS (
+        INSERT INTO trackers (name, position, updated_at)
+        SELECT k.n, k.p, %(now)s FROM jsonb_to_recordset(%(trackers)s::jsonb) AS k(n text, p bigint)
+        ON CONFLICT (name) DO UPDATE SET position = excluded.position,
+                                         updated_at = excluded.updated_at
     )
     SELECT (SELECT count(*) FROM created),
            (SELECT array_agg(position ORDER BY position) FROM inserted)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.domain.errors import EventNotFoundError, StreamNotFoundError
+from app.domain.errors import EventNotFoundError, StreamNotFoundError, TrackerNotFoundError
 from app.domain.types import (
     AppendResult,
     Condition,
@@ -21,6 +21,8 @@ from app.domain.types import (
     RecordedEvent,
     StreamInfo,
     StreamPage,
+    Track,
+    Tracker,
 )
 from app.store import queries
 from app.store.database import Database
@@ -53,6 +55,7 @@ class EventStore:
         events: Sequence[tuple[str, NewEvent]],
         expect: Sequence[Expectation] = (),
         condition: Condition | None = None,
+        track: Track | None = None,
     ) -> MultiAppendResult:
         """Append events to several streams atomically (POST /events), if every
         expectation holds and no event that the condition's query matches lies above
@@ -60,7 +63,21 @@ class EventStore:
         that would each violate another's condition exactly one succeeds. Raises
         AppendConditionFailedError, DuplicateEventIdError, StoreUnavailableError;
         a retry of a stored append returns its original result."""
-        return await self.writer.append_across(list(events), tuple(expect), condition)
+        return await self.writer.append_across(list(events), tuple(expect), condition, track)
+
+    async def tracker(self, name: str) -> Tracker:
+        """Where a tracker stands; TrackerNotFoundError when none is stored."""
+        async with self.db.connect() as conn:
+            found = await queries.trackers_page(conn, name, None, 1, exact=True)
+        if not found:
+            raise TrackerNotFoundError(name)
+        return found[0]
+
+    async def list_trackers(
+        self, prefix: str | None, after: str | None, limit: int
+    ) -> list[Tracker]:
+        async with self.db.connect() as conn:
+            return await queries.trackers_page(conn, prefix, after, limit)
 
     # --- reads ---------------------------------------------------------------------
 

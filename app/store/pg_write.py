@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.pq import TransactionStatus
 from sqlalchemy import exc
@@ -68,8 +69,8 @@ class PgTransaction:
         self.use = use
 
     async def lock(
-        self, stream_ids: Sequence[str], conditions: Sequence[Condition]
-    ) -> tuple[int, dict[str, int], list[int | None]]:
+        self, stream_ids: Sequence[str], conditions: Sequence[Condition], trackers: Sequence[str]
+    ) -> tuple[int, dict[str, int], list[int | None], dict[str, int]]:
         """BEGIN; lock the log_head row, then the existing rows of these streams in
         stream id order (every batch of every process locks in this order: none
         deadlocks); then, under those locks, each condition's first match. One round
@@ -78,6 +79,7 @@ class PgTransaction:
             await self.conn.execute("BEGIN")
             head = await self.conn.execute(append.PG_LOCK_HEAD)
             locked = await self.conn.execute(append.PG_LOCK_STREAMS, {"ids": list(stream_ids)})
+            tracked = await self.conn.execute(append.PG_LOCK_TRACKERS, {"names": list(trackers)})
             checks = [await self.conn.execute(*_first_match(c)) for c in conditions]
         row = await head.fetchone()
         assert row is not None
@@ -86,7 +88,8 @@ class PgTransaction:
         for check in checks:
             found = await check.fetchone()
             matches.append(None if found is None or found[0] is None else int(found[0]))
-        return int(row[0]), versions, matches
+        stood = {name: int(position) for name, position in await tracked.fetchall()}
+        return int(row[0]), versions, matches, stood
 
     async def find_event_ids(self, ids: Sequence[str]) -> dict[str, tuple[str, int, int]]:
         return await find_event_ids(self.conn, ids)
@@ -97,9 +100,11 @@ class PgTransaction:
         after: dict[str, int],
         appends: Sequence[tuple[str, int, Sequence[NewEvent]]],
         now: datetime,
+        trackers: dict[str, int] | None = None,
     ) -> list[int] | None:
         """Create the streams absent from `before`, move the others to their versions
-        in `after`, bump the counter and insert the events, in one statement. Their
+        in `after`, bump the counter, insert the events and move the `trackers`, in one
+        statement. Their
         positions, in order; None when another transaction created one of the new
         streams first (nothing usable was written: the caller rolls back)."""
         created = sorted(s for s in after if s not in before)
@@ -115,6 +120,9 @@ class PgTransaction:
             "moved_versions": list(moved.values()),
             "events": batch_events,
             "tags": batch_tags,
+            "trackers": orjson.dumps(
+                [{"n": n, "p": p} for n, p in (trackers or {}).items()]
+            ).decode(),
         }
         self.use.sent = True
         cursor = await self.conn.execute(append.PG_WRITE_BATCH, params)
@@ -123,7 +131,7 @@ class PgTransaction:
         made, positions = row
         if made != len(created):
             return None
-        return list(positions)
+        return list(positions or ())
 
 
 def _first_match(condition: Condition) -> tuple[str, dict[str, Any]]:

@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.names import MAX_VERSION
-from app.domain.types import LogFilter, RecordedEvent, StreamInfo
+from app.domain.types import LogFilter, RecordedEvent, StreamInfo, Tracker
 from app.store import driver
-from app.store.tables import event_tags, events, log_head, streams
+from app.store.tables import event_tags, events, log_head, streams, trackers
 
 
 def utc(value: datetime) -> datetime:
@@ -423,3 +423,19 @@ async def streams_page(
         )
         for r in rows
     ]
+
+
+async def trackers_page(
+    conn: AsyncConnection, prefix: str | None, after: str | None, limit: int, exact: bool = False
+) -> list[Tracker]:
+    """Trackers in name order: the one named `prefix` (`exact`), or those whose name
+    starts with `prefix`, after the name `after`."""
+    query = sa.select(trackers)
+    if exact:
+        query = query.where(trackers.c.name == prefix)
+    elif prefix:
+        query = query.where(trackers.c.name >= prefix, trackers.c.name < _prefix_upper(prefix))
+    if after is not None:
+        query = query.where(trackers.c.name > after)
+    rows = await conn.execute(query.order_by(trackers.c.name).limit(limit))
+    return [Tracker(r.name, int(r.position), utc(r.updated_at)) for r in rows]

@@ -39,6 +39,10 @@ INSERT_EVENT = (
     " metadata, recorded_at, size, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_TAG = "INSERT INTO event_tags (tag, position) VALUES (?, ?)"
+UPSERT_TRACKER = (
+    "INSERT INTO trackers (name, position, updated_at) VALUES (?, ?, ?) ON CONFLICT (name)"
+    " DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at"
+)
 BUMP = "UPDATE log_head SET position = position + ? WHERE id = 1 RETURNING position"
 MOVE = "UPDATE streams SET version = ?, updated_at = ? WHERE stream_id = ?"
 
@@ -55,8 +59,8 @@ class SqliteTransaction:
         self.conn = conn
 
     def lock(
-        self, stream_ids: Sequence[str], conditions: Sequence[Condition]
-    ) -> tuple[int, dict[str, int], list[int | None]]:
+        self, stream_ids: Sequence[str], conditions: Sequence[Condition], trackers: Sequence[str]
+    ) -> tuple[int, dict[str, int], list[int | None], dict[str, int]]:
         """The head, the versions of the existing streams and each condition's first
         match (BEGIN IMMEDIATE holds the file's write lock already: every other
         writer waits until this transaction ends)."""
@@ -69,7 +73,14 @@ class SqliteTransaction:
             args = [params[name] for name in compiled.positiontup or ()]
             (found,) = self.conn.execute(compiled.string, args).fetchone()
             matches.append(None if found is None else int(found))
-        return int(head), self._versions(stream_ids), matches
+        stood: dict[str, int] = {}
+        for part in _chunks(trackers):
+            marks = ",".join("?" * len(part))
+            rows = self.conn.execute(
+                f"SELECT name, position FROM trackers WHERE name IN ({marks})", part
+            )
+            stood.update((n, int(p)) for n, p in rows)
+        return int(head), self._versions(stream_ids), matches, stood
 
     def _versions(self, stream_ids: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -100,6 +111,7 @@ class SqliteTransaction:
         after: dict[str, int],
         appends: Sequence[tuple[str, int, Sequence[NewEvent]]],
         now: datetime,
+        trackers: dict[str, int] | None = None,
     ) -> list[int] | None:
         """As app.store.pg_write's write_batch: create and move the streams, take the
         positions from the counter, insert the events; None when another process
@@ -134,6 +146,8 @@ class SqliteTransaction:
         self.conn.executemany(INSERT_EVENT, rows)
         if tags:
             self.conn.executemany(INSERT_TAG, tags)
+        if trackers:
+            self.conn.executemany(UPSERT_TRACKER, [(n, p, at) for n, p in trackers.items()])
         return list(range(int(last) - n + 1, int(last) + 1))
 
 

@@ -68,6 +68,15 @@ event_tags = sa.Table(
     sa.PrimaryKeyConstraint("tag", "position", name="event_tags_pkey"),
 )
 
+# The upstream position each tracker has processed (POST /events `track`).
+trackers = sa.Table(
+    "trackers",
+    metadata,
+    sa.Column("name", Name, primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
 log_head = sa.Table(
     "log_head",
     metadata,

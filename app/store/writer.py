@@ -46,6 +46,7 @@ from app.domain.types import (
     NewEvent,
     RecordedEvent,
     RecordedReceipt,
+    Track,
 )
 from app.store.failures import (
     EventIdTakenError,
@@ -78,7 +79,9 @@ class _Request:
     single: ExpectedVersion | None = None
     expect: tuple[Expectation, ...] = ()
     condition: Condition | None = None
+    track: Track | None = None
     bases: dict[str, int] = field(default_factory=dict)  # versions at this request's turn
+    head: int = 0  # the last position taken before its events, at its turn
     outcome: Outcome | None = None
 
     @property
@@ -101,6 +104,7 @@ class _Batch:
     requests: list[_Request]
     accepted: list[_Request] = field(default_factory=list)
     known: dict[str, int] = field(default_factory=dict)  # versions as accepted so far
+    trackers: dict[str, int] = field(default_factory=dict)  # moved by accepted requests
     use: Use | None = None  # the use of the PostgreSQL connection that ran it
 
 
@@ -173,10 +177,11 @@ class Writer:
         events: list[tuple[str, NewEvent]],
         expect: tuple[Expectation, ...] = (),
         condition: Condition | None = None,
+        track: Track | None = None,
     ) -> MultiAppendResult:
-        """Append to any streams at once (POST /events), with expectations and a
-        condition: AppendConditionFailedError when they do not hold."""
-        request = _Request(events, self._future(), expect=expect, condition=condition)
+        """Append to any streams at once (POST /events), with expectations, a
+        condition and a tracker: AppendConditionFailedError when they do not hold."""
+        request = _Request(events, self._future(), expect=expect, condition=condition, track=track)
         result: MultiAppendResult = await self._submit(request)
         return result
 
@@ -291,32 +296,35 @@ class Writer:
             raise _RetryAloneError(ids_taken=True) from e
         except VersionTakenError as e:
             raise _RetryAloneError from e
-        if batch.accepted and positions:
-            offset = 0
-            for request in batch.accepted:  # the positions as written, in batch order
-                taken = positions[offset : offset + len(request.events)]
-                offset += len(request.events)
-                request.outcome = _receipt(request, taken)
+        offset = 0
+        for request in batch.accepted:  # the positions as written, in batch order
+            taken = positions[offset : offset + len(request.events)]
+            offset += len(request.events)
+            request.outcome = _receipt(request, taken)
+        if positions:
             self._committed(positions[-1])
 
     async def _transaction(self, batch: _Batch, stream_ids: list[str], now: datetime) -> list[int]:
         """Decide and write the batch in one transaction; the positions written."""
         connection = self.connection
         conditions = [r.condition for r in batch.requests if r.condition is not None]
+        trackers = sorted({r.track.name for r in batch.requests if r.track is not None})
         with translated():
             if isinstance(connection, SqliteWriteConnection):  # one call on its thread
                 return await connection.transaction(
-                    lambda t: _write(t, batch, now, *t.lock(stream_ids, conditions))
+                    lambda t: _write(t, batch, now, *t.lock(stream_ids, conditions, trackers))
                 )
             async with connection.transaction() as t:
                 batch.use = t.use
-                head, versions, matches = await t.lock(stream_ids, conditions)
-                failed = _decide(batch, head, versions, matches)
+                head, versions, matches, stood = await t.lock(stream_ids, conditions, trackers)
+                failed = _decide(batch, head, versions, matches, stood)
                 ids = _client_ids(failed)
                 _settle(failed, await t.find_event_ids(ids) if ids else {})
                 positions: list[int] = []
                 if batch.accepted:
-                    written = await t.write_batch(versions, batch.known, _appends(batch), now)
+                    written = await t.write_batch(
+                        versions, batch.known, _appends(batch), now, batch.trackers
+                    )
                     if written is None:
                         raise _RetryAloneError  # another process created a stream meanwhile
                     positions = written
@@ -332,7 +340,11 @@ class Writer:
 
 
 def _decide(
-    batch: _Batch, head: int, versions: dict[str, int], matches: list[int | None]
+    batch: _Batch,
+    head: int,
+    versions: dict[str, int],
+    matches: list[int | None],
+    stood: dict[str, int],
 ) -> list[_Request]:
     """Check each request, in arrival order, against the locked versions and the
     conditions' committed matches, as the earlier requests of the batch move the
@@ -340,6 +352,7 @@ def _decide(
     the accepted join `batch.accepted` and move `batch.known`. The requests that
     failed (their outcome says why, unless they turn out to be a retry)."""
     known = batch.known = dict(versions)
+    trackers = dict(stood)  # where each tracker stands, as accepted so far
     position = head  # the last position taken, committed or by this batch
     added: list[RecordedEvent] = []  # the accepted events, for later conditions
     committed = iter(matches)
@@ -359,10 +372,16 @@ def _decide(
             ]
             if request.condition is not None:
                 matched = _first_match(request.condition, matched, added)
-            if unmet or matched is not None:
-                request.outcome = AppendConditionFailedError(unmet, matched)
+            track, tracked = request.track, None
+            if track is not None and trackers.get(track.name, -1) >= track.position:
+                tracked = (track.name, trackers[track.name])
+            if unmet or matched is not None or tracked is not None:
+                request.outcome = AppendConditionFailedError(unmet, matched, tracked)
                 failed.append(request)
                 continue
+            if track is not None:
+                trackers[track.name] = batch.trackers[track.name] = track.position
+        request.head = position
         for stream_id, e in request.events:
             position += 1
             known[stream_id] = known.get(stream_id, 0) + 1
@@ -439,7 +458,7 @@ def _receipt(request: _Request, positions: list[int]) -> AppendResult | MultiApp
         return AppendResult(request.stream_id, versions[request.stream_id], receipt)
     written = dict.fromkeys(s for s, _ in request.events)
     streams = tuple((s, versions[s]) for s in written)
-    return MultiAppendResult(positions[-1], tuple(events), streams)
+    return MultiAppendResult(positions[-1] if positions else request.head, tuple(events), streams)
 
 
 def _write(
@@ -449,14 +468,15 @@ def _write(
     head: int,
     versions: dict[str, int],
     matches: list[int | None],
+    stood: dict[str, int],
 ) -> list[int]:
     """The SQLite transaction's body, on the writer's thread: as the PostgreSQL one."""
-    failed = _decide(batch, head, versions, matches)
+    failed = _decide(batch, head, versions, matches, stood)
     ids = _client_ids(failed)
     _settle(failed, t.find_event_ids(ids) if ids else {})
     if not batch.accepted:
         return []
-    written = t.write_batch(versions, batch.known, _appends(batch), now)
+    written = t.write_batch(versions, batch.known, _appends(batch), now, batch.trackers)
     if written is None:
         raise _RetryAloneError  # another process created a stream meanwhile
     return written

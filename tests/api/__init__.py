@@ -31,6 +31,7 @@ TITLES = {
     "method-not-allowed": "Method not allowed",
     "duplicate-event-id": "Duplicate event id",
     "append-condition-failed": "Append condition failed",
+    "tracker-not-found": "Tracker not found",
     "wrong-expected-version": "Wrong expected version",
     "payload-too-large": "Payload too large",
     "unsupported-media-type": "Unsupported media type",

@@ -5,6 +5,7 @@ decides about its own requests."""
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ from app.settings import Settings
 from app.store.bootstrap import open_store
 from tests.api import append_ok, assert_problem, assert_validation, log_head, new_id
 from tests.support.factories import event_body, new_event
+from tests.support.seed import run_seed
 
 
 def across(stream_id: str, type_: str = "Happened", *tags: str, **members: Any) -> dict[str, Any]:
@@ -182,3 +184,84 @@ async def test_a_condition_violated_by_an_earlier_request_of_the_same_batch_fail
         exists = Expectation("User-1", ExpectedVersion(ExpectedKind.EXISTS), "exists")
         ok = await store.events.append_across([("User-9", new_event())], (exists,))
         assert ok.head == 3
+
+
+async def test_a_tracker_makes_processing_a_message_twice_write_once(
+    client: httpx.AsyncClient,
+) -> None:
+    """A projection writes its result and its upstream position in one request: the
+    same message processed again (after a crash between processing and storing) is
+    refused, whatever the events it would write."""
+
+    def result(upstream: int) -> dict[str, Any]:
+        return {
+            "events": [across("Projection-1", "Counted", data={"upstream": upstream})],
+            "track": {"name": "orders-projection", "position": upstream},
+        }
+
+    assert (await post(client, result(7))).status_code == 201
+    again = await post(client, result(7))  # new event ids: not a retry, a second processing
+    assert_problem(
+        again, 409, "append-condition-failed", streams=[],
+        tracker={"name": "orders-projection", "position": 7},
+    )  # fmt: skip
+    older = await post(client, result(3))
+    assert older.status_code == 409 and older.json()["tracker"]["position"] == 7
+    assert (await post(client, result(8))).status_code == 201
+    only_moved = await post(client, {"events": [], "track": {"name": "idle", "position": 5}})
+    assert only_moved.status_code == 201, only_moved.text
+    assert only_moved.headers["location"] == "/trackers/idle"
+    assert only_moved.json() == {"head": 2, "events": [], "streams": []}
+    tracker = (await client.get("/trackers/orders-projection")).json()
+    assert (tracker["name"], tracker["position"]) == ("orders-projection", 8)
+    listed = (await client.get("/trackers?limit=1")).json()
+    assert [t["name"] for t in listed["trackers"]] == ["idle"]
+    assert listed["next"] == "/trackers?after=idle&limit=1"
+    rest = (await client.get(listed["next"])).json()
+    assert [t["name"] for t in rest["trackers"]] == ["orders-projection"]
+    assert_problem(await client.get("/trackers/nobody"), 404, "tracker-not-found", name="nobody")
+    events = (await client.get("/streams/Projection-1")).json()["events"]
+    assert [e["data"]["upstream"] for e in events] == [7, 8]
+    bad = {"events": [], "track": {"name": "", "position": -1}}
+    assert_validation(
+        await post(client, bad), ("pointer", "/track/name"), ("pointer", "/track/position")
+    )
+
+
+async def test_a_consumer_killed_at_random_points_writes_each_result_once(
+    client: httpx.AsyncClient,
+) -> None:
+    """A consumer of an upstream log of 40 messages writes one result per message with
+    `track`. It is killed at random points: before sending, after sending but before
+    it learns the answer, after the answer; each time it restarts from where its own
+    (lost) memory can say, which is behind what the store holds. Every message's
+    result is stored exactly once."""
+    rng = random.Random(run_seed())
+    upstream = list(range(1, 41))
+    known = 0  # what the consumer remembers having processed
+    attempts = 0
+    while known < len(upstream):
+        attempts += 1
+        assert attempts < 2000, "the consumer made no progress"
+        message = upstream[known]
+        body = {
+            "events": [across("Results-1", "Processed", data={"message": message})],
+            "track": {"name": "results", "position": message},
+        }
+        crash = rng.choice(["before", "unanswered", "after"] + ["none"] * 6)
+        if crash == "before":
+            known = max(0, known - rng.randint(0, 2))  # restarts further back
+            continue
+        response = await post(client, body)
+        assert response.status_code in (201, 409), response.text
+        if crash == "unanswered":
+            known = max(0, known - rng.randint(0, 2))  # never saw the answer
+            continue
+        if response.status_code == 409:  # processed already: skip it
+            assert response.json()["tracker"]["position"] >= message
+        known += 1
+        if crash == "after":
+            known = max(0, known - rng.randint(1, 2))
+    events = (await client.get("/streams/Results-1?limit=1000")).json()["events"]
+    assert [e["data"]["message"] for e in events] == upstream, f"after {attempts} attempts"
+    assert (await client.get("/trackers/results")).json()["position"] == 40
