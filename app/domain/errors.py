@@ -7,11 +7,14 @@ EvstoreError                    base of every condition the domain or the store 
  |    +-- EventNotFoundError    no event at that version or position
  |    +-- SnapshotNotFoundError a stream has no snapshot (stream_id)
  |    +-- SubscriptionNotFoundError  no subscription of that name (name)
+ |    +-- TrackerNotFoundError  no tracker of that name (name)
  +-- StaleSnapshotError         a PUT snapshot is older than the stored one
  +-- SubscriptionConflictError  a subscription exists with another filter (name)
  +-- CheckpointMovedError       a checkpoint's If-Match names another position
  +-- OutOfRangeError            a value lies outside what the store holds (pointer)
  +-- WrongExpectedVersionError  an append's expected version does not match
+ +-- AppendConditionFailedError  an append across streams whose expectations, condition
+ |                              or tracker do not hold (streams, matched_position, tracker)
  +-- DuplicateEventIdError      an append reuses event ids stored elsewhere (event_ids)
  +-- LimitExceededError         a size limit was broken (limit, max)
  +-- StoreUnavailableError      the database cannot be reached or did not answer in time
@@ -118,7 +121,7 @@ class AppendConditionFailedError(EvstoreError):
         self.tracker = tracker
 
 
-class TrackerNotFoundError(EvstoreError):
+class TrackerNotFoundError(NotFoundError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no tracker named {name!r}")
         self.name = name
