@@ -620,10 +620,18 @@ class Burst:
 
     transports: list[asyncio.BaseTransport]
     statuses: Counter[str]
-    seconds: float  # from the first connect to the last status line (or failure)
+    connected: float  # seconds from the start to the last TCP connection made (or refused)
+    answers: list[float]  # seconds from the start to each status line
+    seconds: float  # from the start to the last status line (or failure)
 
     def figures(self) -> dict[str, Any]:
-        return {"statuses": dict(self.statuses), "seconds_to_all_answered": round(self.seconds, 2)}
+        return {
+            "statuses": dict(self.statuses),
+            "seconds_to_all_connected": round(self.connected, 2),
+            "seconds_to_answer_p50": round(percentile(self.answers, 50), 2),
+            "seconds_to_answer_p99": round(percentile(self.answers, 99), 2),
+            "seconds_to_all_answered": round(self.seconds, 2),
+        }
 
     def close(self) -> None:
         for transport in self.transports:
@@ -640,6 +648,7 @@ class BurstSubscriber(asyncio.Protocol):
         self.received = b""
         self.streaming = False
         self.lost = False
+        self.answered_at = 0.0  # time.monotonic() of the status line
         # Set once the outcome is final: the stream has begun, or the connection is gone.
         self.settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -651,6 +660,7 @@ class BurstSubscriber(asyncio.Protocol):
             return
         self.received += data
         if b"\r\n" in self.received and not self.answered.done():
+            self.answered_at = time.monotonic()
             self.streaming = status_of(self.received) == "200"
             self.answered.set_result(None)
             if self.streaming:
@@ -692,6 +702,7 @@ async def burst(host: str, port: int, count: int, path: str, seconds: float = 12
             return None
 
     connected = [c for c in await asyncio.gather(*(connect(a) for a in answers)) if c]
+    all_connected = time.monotonic() - began
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await asyncio.gather(*answers)
@@ -700,7 +711,8 @@ async def burst(host: str, port: int, count: int, path: str, seconds: float = 12
         async with asyncio.timeout(5):
             await asyncio.gather(*(peer.settled for _, peer in connected))
     statuses = errors + Counter(peer.outcome for _, peer in connected)
-    return Burst([t for t, _ in connected], statuses, took)
+    answered = [peer.answered_at - began for _, peer in connected if peer.answered_at]
+    return Burst([t for t, _ in connected], statuses, all_connected, answered, took)
 
 
 def hostile_process(pipe: Connection, host: str, port: int, kinds: list[str]) -> None:
