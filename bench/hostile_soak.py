@@ -204,20 +204,24 @@ class Appenders:
 
     async def run(self, client: httpx.AsyncClient, seconds: float, phase: Phase) -> None:
         stop = asyncio.Event()
+        began = time.monotonic()
         tasks = [asyncio.create_task(self.one(client, i, stop, phase)) for i in range(APPENDERS)]
         await asyncio.sleep(seconds)  # the phase's duration
         stop.set()  # each finishes its current append (unknowns settle at the end)
         await asyncio.gather(*tasks)
+        phase.seconds = time.monotonic() - began
 
 
 @dataclass
 class Phase:
     latencies: list[float] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
 
     def figures(self) -> dict[str, Any]:
         return {
             "appends": len(self.latencies),
+            "per_s": round(len(self.latencies) / self.seconds, 1) if self.seconds else None,
             "p50_ms": round(percentile(self.latencies, 50), 2),
             "p99_ms": round(percentile(self.latencies, 99), 2),
             "statuses": dict(self.statuses),
@@ -245,6 +249,8 @@ class Samples:
     cpu: dict[str, dict[str, float]] = field(default_factory=dict)  # phase -> who -> s
     marks: dict[str, float] = field(default_factory=dict)  # who -> CPU s at the phase start
     others: dict[str, int] = field(default_factory=dict)  # who -> pid, besides the server
+    # phase -> [looks that found a test suite running on the machine, looks]
+    tests: dict[str, list[int]] = field(default_factory=dict)
 
     def enter(self, phase: str) -> None:
         """End the current phase's CPU account and begin `phase`'s."""
@@ -270,8 +276,17 @@ class Samples:
         self.fds[self.phase] = max(self.fds.get(self.phase, 0), fds)
 
     async def run(self) -> None:
+        n = 0
         while True:
             self.take()
+            if n % 10 == 0:  # every 5 s: does a test suite share the cores?
+                found = await asyncio.create_subprocess_exec(
+                    "pgrep", "-f", "pytest", stdout=asyncio.subprocess.DEVNULL
+                )
+                seen = self.tests.setdefault(self.phase, [0, 0])
+                seen[0] += await found.wait() == 0
+                seen[1] += 1
+            n += 1
             await asyncio.sleep(0.5)  # the sampling interval
 
 
@@ -280,6 +295,14 @@ class Samples:
 
 def tcp_state(sock: socket.socket) -> int:
     return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
+def peek(sock: socket.socket) -> bytes:
+    """The first bytes waiting in the socket, left there."""
+    try:
+        return sock.recv(64, socket.MSG_PEEK)
+    except BlockingIOError:
+        return b""
 
 
 def status_of(raw: bytes) -> str:
@@ -471,16 +494,20 @@ class Hostile:
                 up()
                 opened = time.monotonic()
                 until = opened + HOLD_SECONDS
-                # Holding without reading is the behaviour; the state has no event to wait on.
-                while tcp_state(sock) == ESTABLISHED and time.monotonic() < until:  # noqa: ASYNC110
+                answered = False
+                # Holding without reading is the behaviour: the TCP state and a peek at
+                # the first bytes (which reads nothing) have no event to wait on.
+                while tcp_state(sock) == ESTABLISHED and time.monotonic() < until:
+                    if not answered and peek(sock):
+                        answered = True
+                        self.seconds.setdefault(f"{kind}_answer", []).append(
+                            time.monotonic() - opened
+                        )
                     await asyncio.sleep(0.5)
                 state = tcp_state(sock)
                 if state == ESTABLISHED:
-                    try:
-                        peeked = sock.recv(64, socket.MSG_PEEK)
-                    except BlockingIOError:
-                        peeked = b""
-                    self.count(kind, f"{status_of(peeked)} still open after {HOLD_SECONDS:g}s")
+                    outcome = status_of(peek(sock))
+                    self.count(kind, f"{outcome} still open after {HOLD_SECONDS:g}s")
                     return
                 self.seconds.setdefault(kind, []).append(time.monotonic() - opened)
                 raw = await self.drain(sock)
@@ -604,7 +631,8 @@ class Hostile:
         pipe.send(
             {
                 "counts": {k: dict(v) for k, v in self.counts.items()},
-                "seconds_to_close": {
+                # [min, max] seconds to the server's close (kind) or first byte (_answer)
+                "seconds": {
                     k: [round(min(v), 1), round(max(v), 1)] for k, v in self.seconds.items()
                 },
                 "bursts": self.bursts,
@@ -787,6 +815,7 @@ async def soak(base: str, pid: int, seconds: float, kinds: list[str]) -> dict[st
         "rss_peak_by_phase_mib": {k: round(v / MiB, 1) for k, v in samples.rss.items()},
         "fds_peak_by_phase": samples.fds,
         "cpu_seconds_by_phase": {k: v for k, v in samples.cpu.items() if v},
+        "test_suite_seen_by_phase": {k: f"{v[0]}/{v[1]}" for k, v in samples.tests.items()},
         "log_events": len(state.log),
         "operations": len(history.operations),
         "violations": len(violations),
