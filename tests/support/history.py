@@ -360,9 +360,11 @@ async def read_state(client: httpx.AsyncClient, base: str = "") -> State:
             params = {"from": len(events) + 1, "limit": 1000}
             response = await client.get(f"{base}/streams/{stream_id}", params=params)
             assert response.status_code == 200, response.text
-            page = response.json()["events"]
-            events += page
-            if len(page) < 1000:
+            page = response.json()
+            events += page["events"]
+            # A page bounded in bytes (max_page_bytes) is short before the end: follow
+            # the next link, not the page's length.
+            if page["next"] is None or not page["events"]:
                 break
         streams[stream_id] = events
     return State(log, head, streams)
