@@ -135,9 +135,8 @@ class PgTransaction:
 
 
 def _first_match(condition: Condition) -> tuple[str, dict[str, Any]]:
-    query = queries.first_match_query(condition.where, condition.after or 0)
-    compiled = query.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
-    return compiled.string, dict(compiled.params)
+    compiled, params = queries.first_match(condition.where, condition.after or 0, _DIALECT)
+    return compiled.string, dict(compiled.construct_params(params) or {})
 
 
 async def find_event_ids(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[str, int, int]]:

@@ -8,12 +8,15 @@ filtered reader never scans the table, however rare its matches.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from app.domain.names import MAX_VERSION
 from app.domain.types import LogFilter, RecordedEvent, StreamInfo, Tracker
@@ -267,6 +270,40 @@ async def log_events_backward(
     query = backward_log_query(conn.dialect.name, before, limit, where, budget)
     rows = await driver.fetch(conn, query, {})
     return to_events(rows), cut(rows)
+
+
+def first_match(
+    where: LogFilter, after: int, dialect: Dialect
+) -> tuple[SQLCompiler, dict[str, Any]]:
+    """`first_match_query` compiled once per shape of query (how many values each
+    list of each item has) and dialect, and its parameters: a condition is checked on
+    every conditional append, and compiling it cost more than running it."""
+    items = where.items if not where.is_empty else (where,)
+    shape = tuple((len(i.streams), len(i.categories), len(i.types), len(i.tags)) for i in items)
+    params: dict[str, Any] = {"after": after}
+    for item in items:
+        for values in (item.streams, item.categories, item.types, item.tags):
+            for value in values:
+                params[f"p{len(params) - 1}"] = value
+    return _first_match_compiled(shape, dialect), params
+
+
+@functools.cache
+def _first_match_compiled(
+    shape: tuple[tuple[int, int, int, int], ...], dialect: Dialect
+) -> SQLCompiler:
+    names = (f"p{n}" for n in itertools.count())
+
+    def placeholders(count: int) -> tuple[Any, ...]:
+        return tuple(sa.bindparam(next(names)) for _ in range(count))
+
+    items = [
+        LogFilter(placeholders(s), placeholders(c), placeholders(t), placeholders(g))
+        for s, c, t, g in shape
+    ]
+    query = first_match_query(LogFilter(any_of=tuple(items)), sa.bindparam("after"))  # type: ignore[arg-type]
+    compiled: SQLCompiler = query.compile(dialect=dialect)
+    return compiled
 
 
 def first_match_query(where: LogFilter, after: int) -> sa.Select[Any]:

@@ -67,9 +67,9 @@ class SqliteTransaction:
         (head,) = self.conn.execute("SELECT position FROM log_head WHERE id = 1").fetchone()
         matches: list[int | None] = []
         for condition in conditions:
-            query = queries.first_match_query(condition.where, condition.after or 0)
-            compiled = query.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
-            params = compiled.params
+            after = condition.after or 0
+            compiled, given = queries.first_match(condition.where, after, _DIALECT)
+            params = compiled.construct_params(given) or {}
             args = [params[name] for name in compiled.positiontup or ()]
             (found,) = self.conn.execute(compiled.string, args).fetchone()
             matches.append(None if found is None else int(found))
