@@ -6,6 +6,7 @@ One implementation for both backends; the few statements that differ live in
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from app.domain.errors import EventNotFoundError, StreamNotFoundError, TrackerNotFoundError
@@ -38,6 +39,9 @@ class EventStore:
         # Pages of events end early once their data and metadata pass this many bytes
         # (always holding one event): a page of big events is never a huge body.
         self.page_bytes = page_bytes
+        # Callers of head() that wait for the next read of log_head (see head()).
+        self._head_waiters: list[asyncio.Future[int]] = []
+        self._head_reader: asyncio.Task[None] | None = None
 
     async def append(
         self, stream_id: str, new: Sequence[NewEvent], expected: ExpectedVersion
@@ -82,8 +86,33 @@ class EventStore:
     # --- reads ---------------------------------------------------------------------
 
     async def head(self) -> int:
-        """The highest committed position (0 on an empty store)."""
-        return await self.db.head()
+        """The highest committed position (0 on an empty store), read after the call
+        began. Concurrent callers share reads: those that arrive while a read is in
+        flight wait for the next one, which starts after they arrived, so a burst of
+        10,000 subscribers costs a few reads and pool checkouts, not 10,000."""
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._head_waiters.append(waiter)
+        if self._head_reader is None or self._head_reader.done():
+            self._head_reader = asyncio.create_task(self._read_heads())
+        return await asyncio.shield(waiter)
+
+    async def _read_heads(self) -> None:
+        while self._head_waiters:
+            waiters, self._head_waiters = self._head_waiters, []
+            try:
+                head = await self.db.head()
+            except asyncio.CancelledError:
+                for waiter in waiters:
+                    waiter.cancel()
+                raise
+            except Exception as e:  # StoreUnavailableError, most likely: theirs to see
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(e)
+                continue
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(head)
 
     async def read_stream(
         self, stream_id: str, start: int | None, limit: int, backward: bool
